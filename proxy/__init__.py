@@ -1,0 +1,1 @@
+"""sipguard: a SIP policy proxy for French call-centre trunks."""

@@ -1,0 +1,1 @@
+"""MAN (French STIR/SHAKEN) PASSporT signing and verification, usable without the proxy."""
