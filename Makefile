@@ -1,0 +1,26 @@
+PYTHON ?= python3
+
+.PHONY: test lint unit integration demo run bench
+
+# The one command that passes the tests (README): lint, types, then every test.
+test: lint
+	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check proxy stir_shaken tests bench
+	$(PYTHON) -m mypy proxy stir_shaken
+
+unit:
+	$(PYTHON) -m pytest -q tests/unit tests/property
+
+integration:
+	$(PYTHON) -m pytest -q tests/integration
+
+run:
+	$(PYTHON) -m proxy run --config configs/example.yaml
+
+demo:
+	$(PYTHON) -m proxy demo
+
+bench:
+	$(PYTHON) bench/run_all.py

@@ -1,0 +1,254 @@
+"""Real processes for integration tests: the proxy itself and SIPp peers, on free loopback ports.
+
+Every wait is bounded; nothing sleeps a fixed time. SIPp runs with -timeout/-timeout_error so a
+lost message fails the run instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` (SIP listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as check:
+                check.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def require_tool(name: str) -> str:
+    """The path of a tool the tests need; in CI its absence is a failure, elsewhere a skip."""
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def sip_options(host: str, port: int, timeout: float = 0.5) -> bytes | None:
+    """Send one OPTIONS to the proxy over UDP and return the first answer, if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        local_port = sock.getsockname()[1]
+        branch = "z9hG4bK" + uuid.uuid4().hex
+        message = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{local_port};branch={branch};rport\r\n"
+            f"From: <sip:probe@{host}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"To: <sip:{host}:{port}>\r\n"
+            f"Call-ID: {uuid.uuid4().hex}@probe\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        sock.settimeout(timeout)
+        sock.sendto(message, (host, port))
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            return None
+        return data
+
+
+@dataclass
+class ProxyProcess:
+    """A running `sipguard run` on a generated config."""
+
+    config_path: Path
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    admin_port: int | None = None
+
+    def log_text(self) -> str:
+        """Everything the proxy printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the proxy's main process."""
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_proxy(
+    tmp_path: Path,
+    config: Mapping[str, Any],
+    *,
+    workers: int = 1,
+    ready_timeout: float = 20.0,
+    extra_env: Mapping[str, str] | None = None,
+) -> ProxyProcess:
+    """Write `config`, start the proxy, and wait until it answers OPTIONS on its first listener."""
+    config_path = tmp_path / f"sipguard-{uuid.uuid4().hex[:6]}.yaml"
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    listener = config["listen"][0]
+    host, port = listener["host"], int(listener["port"])
+    log_path = config_path.with_suffix(".log")
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env["PYTHONUNBUFFERED"] = "1"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "run", "--config", str(config_path),
+             "--workers", str(workers)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+        )
+    proxy = ProxyProcess(config_path, host, port, process, log_path,
+                         admin_port=(config.get("admin") or {}).get("port"))
+    ready = wait_until(
+        lambda: process.poll() is not None or sip_options(host, port) is not None,
+        ready_timeout,
+        interval=0.1,
+    )
+    if process.poll() is not None or not ready:
+        proxy.stop()
+        raise RuntimeError(f"proxy did not start:\n{proxy.log_text()}")
+    return proxy
+
+
+@dataclass
+class Sipp:
+    """One SIPp process."""
+
+    args: list[str]
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    name: str
+    output: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for SIPp to exit (bounded); returns its exit code."""
+        try:
+            self.output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.output, _ = self.process.communicate(timeout=5)
+        return self.process.returncode
+
+    def report(self) -> str:
+        """SIPp's output and error log, for assertion messages."""
+        text = self.output.decode(errors="replace")[-4000:]
+        for path in sorted(self.workdir.glob(f"{self.name}*_errors.log")):
+            text += f"\n--- {path.name}\n" + path.read_text(errors="replace")[-4000:]
+        return f"sipp {' '.join(self.args)}\n{text}"
+
+    def messages(self) -> str:
+        """The -trace_msg log: every message SIPp sent and received."""
+        return "\n".join(
+            path.read_text(errors="replace")
+            for path in sorted(self.workdir.glob(f"{self.name}*_messages.log"))
+        )
+
+
+def start_sipp(
+    workdir: Path,
+    scenario: str,
+    *,
+    local_port: int,
+    remote: tuple[str, int] | None = None,
+    calls: int = 1,
+    transport: str = "u1",
+    keys: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 30.0,
+    local_ip: str = "127.0.0.1",
+    trace_msg: bool = True,
+) -> Sipp:
+    """Start SIPp on `scenario` (a file under scenarios/ or a builtin like 'uac')."""
+    sipp = require_tool("sipp")
+    path = SCENARIOS / scenario
+    name = Path(scenario).stem + f"_{uuid.uuid4().hex[:6]}"
+    scenario_file = workdir / f"{name}.xml"
+    if path.exists():
+        scenario_file.write_bytes(path.read_bytes())
+        scenario_args = ["-sf", str(scenario_file)]
+    else:
+        scenario_args = ["-sn", scenario]
+    args = [
+        sipp, *scenario_args,
+        "-i", local_ip, "-p", str(local_port), "-t", transport,
+        "-m", str(calls), "-timeout", f"{int(timeout)}s", "-timeout_error",
+        "-nostdin", "-trace_err", "-max_socket", "200",
+    ]
+    if trace_msg:
+        args.append("-trace_msg")
+    merged = {"from_user": "+33162000001", "pai_user": "+33162000001", "hold_ms": "100"}
+    merged.update(keys or {})
+    for key, value in merged.items():
+        args += ["-key", key, value]
+    args += list(extra_args)
+    if remote is not None:
+        args.append(f"{remote[0]}:{remote[1]}")
+    process = subprocess.Popen(
+        args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    return Sipp(args, process, workdir, name)
+
+
+@contextlib.contextmanager
+def running(*processes: Sipp | ProxyProcess) -> Iterator[None]:
+    """Make sure every process is gone when the block ends, whatever happened."""
+    try:
+        yield
+    finally:
+        for item in processes:
+            if isinstance(item, ProxyProcess):
+                item.stop()
+            elif item.process.poll() is None:
+                item.process.kill()
+                item.process.communicate(timeout=5)
