@@ -137,6 +137,7 @@ _ALPHANUMERIC = re.compile(r"[A-Za-z][A-Za-z0-9 ._&'-]{0,10}")
 _SEPARATORS = re.compile(r"[\s.\-()/\[\]]+")
 _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 _DIGITS = re.compile(r"[0-9]+")
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986 §3.1
 
 _MAX_E164_DIGITS = 15  # ITU-T E.164 §6.1; caller IDs never carry routing prefixes (§4)
 
@@ -359,14 +360,17 @@ def _split_params(part: str) -> tuple[str, dict[str, str]]:
     return head, params
 
 
-def _from_user(raw: str, user: str | None, host: str, uri_params: dict[str, str]) -> CallerNumber:
+def _from_user(
+    raw: str, user: str | None, host: str, uri_params: dict[str, str], *, escaped: bool = True
+) -> CallerNumber:
     """The user part of a sip:/sips: URI (RFC 3261 §19.1.1; RFC 4904 tgrp stripped)."""
     if host.lower().rstrip(".") == "anonymous.invalid":
         # RFC 3323 §4.1.1.3: the anonymous host marks a withheld identity whatever the user.
         return CallerNumber(raw, NumberKind.ANONYMOUS, reason="host anonymous.invalid")
     if not user:
         return _invalid(raw, "SIP URI without a user part")
-    user = unquote(user, errors="replace")
+    if escaped:
+        user = unquote(user, errors="replace")
     number, params = _split_params(user)
     context = params.get("phone-context") or uri_params.get("phone-context")
     return _from_text(raw, number, context)
@@ -433,7 +437,9 @@ def number_from_uri(uri: Uri | str) -> CallerNumber:
     if isinstance(host, str):
         user = getattr(uri, "user", None)
         params = {k.lower(): v or "" for k, v in getattr(uri, "params", {}).items()}
-        return _from_user(raw, user if isinstance(user, str) else None, host, params)
+        # SipUri.user has its escapes decoded already (design.md): do not decode twice.
+        user_text = user if isinstance(user, str) else None
+        return _from_user(raw, user_text, host, params, escaped=False)
     return _parse_uri_text(raw, raw)
 
 
@@ -445,7 +451,6 @@ def normalise_number(text: str) -> CallerNumber:
     if not isinstance(text, str):
         return _invalid(repr(text), "not a string")
     stripped = text.strip()
-    lowered = stripped[:5].lower()
-    if "<" in stripped or lowered.startswith(("sip:", "sips:", "tel:")):
+    if "<" in stripped or _URI_SCHEME.match(stripped):
         return number_from_uri(text)
     return _from_text(text, stripped)
