@@ -9,9 +9,8 @@ hard-coded answers (issue 3 §5).
 from __future__ import annotations
 
 import zoneinfo
-from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -104,19 +103,6 @@ class PrincipalSettings(_Model):
     description: str = ""
 
 
-class PlanRowOverride(_Model):
-    """An operator's own plan row: added to, or replacing, a row of the shipped plan file."""
-
-    prefix: str
-    category: str
-    automated: Permission
-    interpersonal: Permission
-    territory: str | None = None
-    since: date | None = None
-    until: date | None = None
-    note: str = ""
-
-
 class AuditSettings(_Model):
     """Batching of the audit writer (see proxy/policy/audit.py for the crash-loss window)."""
 
@@ -150,7 +136,11 @@ class PolicySettings(_Model):
     """Delegations shorter than this are refused (plan's 72 h anti-rotation minimum)."""
     plan_file: Path | None = None
     """Numbering-plan file; the shipped `configs/` plan when unset."""
-    plan_overrides: list[PlanRowOverride] = Field(default_factory=list)
+    plan_overrides: list[dict[str, Any]] = Field(default_factory=list)
+    """Rows in the plan file's own format (see configs/numbering_plan.yaml); a row with the
+    key of a shipped row replaces it. Validated with the plan file at start."""
+    allocation_database: Path = Path("var/allocation.sqlite3")
+    """SQLite file of ARCEP allocation data (`sipguard plan import`)."""
     principals: list[PrincipalSettings] = Field(default_factory=list)
     audit: AuditSettings = AuditSettings()
     alphanumeric: AlphanumericSettings = AlphanumericSettings()
@@ -175,6 +165,18 @@ class PolicySettings(_Model):
                 f"unknown time zone {value!r} (an IANA name such as Europe/Paris)"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _plan_loads(self) -> PolicySettings:
+        if self.plan_file is None and not self.plan_overrides:
+            return self  # the shipped plan is validated by its own tests
+        from proxy.policy.plan import NumberingPlan, PlanError
+
+        try:
+            NumberingPlan.load(self.plan_file, self.plan_overrides)
+        except PlanError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _unique_principals(self) -> PolicySettings:

@@ -1,0 +1,423 @@
+"""The caller-ID decision: a pure function of identity, source, plan, allocation, lists and time.
+
+`evaluate()` reads only what it is given: the caller identity, the source's policy, the
+numbering plan, the allocation data (when loaded), the number lists, the per-number flow
+history and `now`. Same inputs, same `Verdict` (a property test checks it). It runs every rule
+whose action is not `off` and reports every rule that fired with its reason; the request is
+rejected when any fired rule's action is `reject` (the first in catalogue order is named in the
+answer), monitored when only `monitor` rules fired, allowed otherwise.
+
+Which numbers are judged (regulation.md §8 "Decision hints", issue 3 §3 and §5):
+* the From number and every PAI number (From is what the callee sees and the MAN signs, PAI the
+  line); duplicates are judged once;
+* a masked From is set aside: the identity is PAI's number;
+* a diverted call is judged on the diverting number only: the original caller is someone else's
+  customer, the diverting number must be ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
+
+from proxy.policy.identity import CallerIdentity
+from proxy.policy.numbering import CallerNumber, NumberKind
+from proxy.policy.numbers import ListMatch
+from proxy.policy.plan import NumberingPlan, Permission, PlanRow
+from proxy.policy.rules import RULE_ORDER, RuleAction
+from proxy.policy.settings import PolicySettings, SourcePolicy
+
+__all__ = [
+    "AllocationView",
+    "Firing",
+    "FlowView",
+    "JudgedNumber",
+    "ListView",
+    "PolicyData",
+    "Verdict",
+    "evaluate",
+]
+
+Outcome = Literal["allow", "monitor", "reject"]
+Role = Literal["from", "pai", "diversion"]
+
+# The ARCEP plan's country codes: the allocation data (MAJNUM) covers these only.
+_FRENCH_PLAN_CCS = ("+33", "+262", "+590", "+594", "+596", "+508")
+
+
+class ListView(Protocol):
+    """What the engine asks the number lists (`NumberLists` / `ListSnapshot`)."""
+
+    def match(
+        self,
+        e164: str,
+        customer: str | None,
+        now: float,
+        *,
+        principals: Collection[str] = (),
+        principal: str | None = None,
+    ) -> ListMatch:
+        """How `customer` may present `e164` at `now`."""
+        ...
+
+
+class AllocationLike(Protocol):
+    """The parts of `proxy.policy.allocation.Allocation` the engine reads."""
+
+    @property
+    def holder_code(self) -> str:
+        """ARCEP operator code of the block."""
+        ...
+
+    @property
+    def holder_name(self) -> str | None:
+        """Operator name, when known."""
+        ...
+
+    @property
+    def frozen(self) -> bool:
+        """True for a GELNUM (frozen, not allocated) block."""
+        ...
+
+
+class AllocationView(Protocol):
+    """What the engine asks the allocation data (`AllocationStore`, or a cache of it)."""
+
+    def lookup(self, e164: str) -> AllocationLike | None:
+        """The block holding the number, or None."""
+        ...
+
+
+class FlowView(Protocol):
+    """What the engine asks the per-number flow history (`FlowHistory`)."""
+
+    def destinations(self, number: str, since: float) -> frozenset[str]:
+        """Distinct destinations `number` reached at or after `since`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyData:
+    """Everything the engine reads besides the identity, the source and the time."""
+
+    settings: PolicySettings
+    plan: NumberingPlan
+    lists: ListView
+    allocation: AllocationView | None = None
+    """None when no allocation data is loaded: the unallocated rule then does not run."""
+    history: FlowView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One rule that fired, with the action it takes for this source and why it fired."""
+
+    rule_id: str
+    action: RuleAction
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedNumber:
+    """The facts gathered about one judged number (shown by `check`, kept in the audit)."""
+
+    role: Role
+    number: CallerNumber
+    row: PlanRow | None = None
+    allocation_holder: str | None = None
+    list_match: ListMatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision for one request."""
+
+    outcome: Outcome
+    firings: tuple[Firing, ...]
+    judged: tuple[JudgedNumber, ...]
+    caller_e164: str | None
+    number_status: Literal["own", "delegated", "unverified"] | None
+    diverted_from: str | None
+    kind: str
+    principal: str | None
+    rejecting: Firing | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def rules_fired(self) -> list[str]:
+        """The ids of every rule that fired, in catalogue order."""
+        return [f.rule_id for f in self.firings]
+
+    @property
+    def category(self) -> str | None:
+        """The plan category of the first judged number."""
+        for item in self.judged:
+            if item.row is not None:
+                return item.row.category
+        return None
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _day(now: float, zone: str) -> date:
+    return datetime.fromtimestamp(now, _zone(zone)).date()
+
+
+def _label(item: CallerNumber, role: Role) -> str:
+    shown = item.e164 or item.national or item.raw
+    return f"{shown} ({_ROLE_NAMES[role]})"
+
+
+_ROLE_NAMES: dict[str, str] = {"from": "From", "pai": "PAI", "diversion": "Diversion"}
+
+
+class _Run:
+    """Accumulates firings for one evaluation (rules with action `off` are skipped)."""
+
+    __slots__ = ("firings", "settings", "source")
+
+    def __init__(self, settings: PolicySettings, source: SourcePolicy) -> None:
+        self.settings = settings
+        self.source = source
+        self.firings: list[Firing] = []
+
+    def on(self, rule_id: str) -> bool:
+        return self.settings.action(rule_id, self.source) != "off"
+
+    def fire(self, rule_id: str, reason: str) -> None:
+        action = self.settings.action(rule_id, self.source)
+        if action == "off":
+            return
+        if any(f.rule_id == rule_id and f.reason == reason for f in self.firings):
+            return
+        self.firings.append(Firing(rule_id, action, reason))
+
+
+def _judged_numbers(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]:
+    if identity.diverted_from is not None:
+        return [("diversion", identity.diverted_from)]
+    numbers: list[tuple[Role, CallerNumber]] = []
+    seen: set[str] = set()
+    if not identity.masked and identity.from_number.kind is not NumberKind.ANONYMOUS:
+        numbers.append(("from", identity.from_number))
+        if identity.from_number.e164:
+            seen.add(identity.from_number.e164)
+    for item in identity.pai:
+        key = item.e164 or item.raw
+        if key in seen:
+            continue
+        seen.add(key)
+        numbers.append(("pai", item))
+    return numbers
+
+
+def evaluate(
+    identity: CallerIdentity, source: SourcePolicy, data: PolicyData, now: float
+) -> Verdict:
+    """Judge one request: every rule that fires, and the outcome."""
+    settings = data.settings
+    run = _Run(settings, source)
+    day = _day(now, settings.timezone)
+    kind = identity.kind
+    judged: list[JudgedNumber] = []
+
+    if identity.masked and identity.diverted_from is None and not source.allow_masked:
+        # Code de la consommation L.221-17: a professional calling a consumer may not mask.
+        how = "From is anonymous" if identity.from_number.kind is NumberKind.ANONYMOUS else (
+            "Privacy: " + ";".join(sorted(identity.privacy))
+        )
+        run.fire("masked-number", f"masked caller number ({how})")
+
+    numbers = _judged_numbers(identity)
+    if not numbers:
+        run.fire("invalid-number", "no caller number: From is masked and there is no PAI")
+
+    for role, item in numbers:
+        judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
+
+    if (
+        source.require_from_pai_equal
+        and identity.diverted_from is None
+        and not identity.masked
+        and identity.from_number.e164
+        and identity.pai
+        and identity.from_number.e164 not in {p.e164 for p in identity.pai}
+    ):
+        pai_text = ", ".join(p.e164 or p.raw for p in identity.pai)
+        run.fire(
+            "from-pai-mismatch",
+            f"From {identity.from_number.e164} differs from PAI {pai_text}"
+            " (source requires equality)",
+        )
+
+    firings = tuple(sorted(run.firings, key=lambda f: RULE_ORDER[f.rule_id]))
+    rejecting = next((f for f in firings if f.action == "reject"), None)
+    outcome: Outcome = (
+        "reject" if rejecting else "monitor" if any(f.action == "monitor" for f in firings)
+        else "allow"
+    )
+    caller = identity.caller
+    primary = judged[0].list_match if judged else None
+    # Not found on the lists and not rejected: the list rule is off or in monitor.
+    status: Literal["own", "delegated", "unverified"] = (
+        primary.status if primary is not None and primary.status is not None else "unverified"
+    )
+    return Verdict(
+        outcome=outcome,
+        firings=firings,
+        judged=tuple(judged),
+        caller_e164=caller.e164 if caller is not None else None,
+        number_status=status,
+        diverted_from=identity.diverted_from.e164 if identity.diverted_from else None,
+        kind=kind,
+        principal=identity.principal,
+        rejecting=rejecting,
+        notes=identity.notes,
+    )
+
+
+def _judge(
+    run: _Run,
+    identity: CallerIdentity,
+    source: SourcePolicy,
+    data: PolicyData,
+    role: Role,
+    item: CallerNumber,
+    kind: str,
+    day: date,
+    now: float,
+) -> JudgedNumber:
+    label = _label(item, role)
+    if item.kind is NumberKind.ALPHANUMERIC:
+        # A name cannot be called back (plan §2.2.2); SMS platforms may send from one.
+        if not (identity.method == "MESSAGE" and source.sms_platform):
+            where = "on a call" if identity.method != "MESSAGE" else "from a non-SMS source"
+            run.fire("alphanumeric-sender", f"alphanumeric sender {item.raw!r} {where}")
+        return JudgedNumber(role, item)
+    if item.kind is NumberKind.ANONYMOUS:
+        run.fire("invalid-number", f"{role.upper()} is anonymous: no number to judge")
+        return JudgedNumber(role, item)
+    if item.kind is NumberKind.INVALID:
+        run.fire("invalid-number", f"{item.raw.strip()} ({role}): {item.reason or 'not a number'}")
+        return JudgedNumber(role, item)
+
+    row = data.plan.classify(item, day)
+    category = row.category
+    holder: str | None = None
+
+    if category == "invalid":
+        run.fire("invalid-number", f"{label}: not a number of any plan")
+        return JudgedNumber(role, item, row)
+
+    e164 = item.e164
+    french = e164 is not None and e164.startswith(_FRENCH_PLAN_CCS)
+    if category == "unallocated":
+        run.fire("unallocated-number", f"{label} is in no range of the French numbering plan")
+    elif data.allocation is not None and french and e164 is not None and run.on(
+        "unallocated-number"
+    ):
+        block = data.allocation.lookup(e164)
+        if block is None:
+            run.fire("unallocated-number", f"{label} is in no block ARCEP allocated (MAJNUM)")
+        elif block.frozen:
+            run.fire("unallocated-number", f"{label} is in a frozen block (GELNUM)")
+        else:
+            holder = block.holder_name or block.holder_code
+
+    match: ListMatch | None = None
+    if e164 is not None:
+        match = data.lists.match(
+            e164, source.customer, now, principals=source.principals,
+            principal=identity.principal,
+        )
+
+    if category != "foreign" and category != "unallocated":
+        _plan_rules(
+            run, identity, source, data, row, label, kind, match, e164 or item.raw, now
+        )
+
+    if match is not None and match.status is None:
+        # ARCEP 2025-2215 contractual list; plan §2.2.2 assignee authorisation; L.221-17.
+        rule_id = "principal-mismatch" if match.principal_mismatch else "not-on-list"
+        run.fire(rule_id, match.reason or f"{label} is not on the list")
+    return JudgedNumber(role, item, row, holder, match)
+
+
+def _plan_rules(
+    run: _Run,
+    identity: CallerIdentity,
+    source: SourcePolicy,
+    data: PolicyData,
+    row: PlanRow,
+    label: str,
+    kind: str,
+    match: ListMatch | None,
+    match_number: str,
+    now: float,
+) -> None:
+    category = row.category
+    if category == "mobile":
+        # ARCEP FAQ / plan §2.3.4: a call centre never presents a mobile, manual or automated.
+        run.fire("mobile-number", f"{label} is a mobile number: never from a call centre")
+        return
+    permission = row.automated if kind == "automated" else row.interpersonal
+    if permission is Permission.ALLOW:
+        return
+    if permission is Permission.DENY:
+        if row.interpersonal is Permission.DENY:
+            run.fire("plan-deny", f"{label} is {category}: never presentable as caller ID")
+        else:
+            # CPCE L.44 VI / ARCEP 2022-1583: SAAEM may not present territorialised numbers.
+            run.fire(
+                "automated-category",
+                f"{label} is {category}: not allowed to automated systems (use NPV, 08, 30/31)",
+            )
+        return
+    # `cond` cells.
+    if category == "public_interest":
+        principal = identity.principal or (match.principal if match else None)
+        entitled = data.settings.principal(principal)
+        if entitled is None or not entitled.public_interest:
+            who = principal or "no principal"
+            run.fire(
+                "public-interest-entitlement",
+                f"{label} is a public-interest number and {who} is not entitled to it"
+                " (loi 2025-594 art. 16 ministerial list)",
+            )
+        return
+    _flow_rule(run, identity, data, label, category, match_number, now)
+
+
+def _flow_rule(
+    run: _Run,
+    identity: CallerIdentity,
+    data: PolicyData,
+    label: str,
+    category: str,
+    number: str,
+    now: float,
+) -> None:
+    # SAAEM flow exception (ARCEP 2022-1583, regulation.md §1): a flow reaching at most 5
+    # distinct numbers over 30 days is not caught by the ban. Both figures are settings.
+    settings = data.settings
+    if data.history is None:
+        run.fire("plan-conditional", f"{label} is {category}: no flow history to check")
+        return
+    since = now - settings.flow_window_days * 86400.0
+    seen = set(data.history.destinations(number, since))
+    if identity.destination:
+        seen.add(identity.destination)
+    if len(seen) > settings.flow_max_destinations:
+        run.fire(
+            "plan-conditional",
+            f"{label} is {category} and reached {len(seen)} destinations in"
+            f" {settings.flow_window_days} days (flow exception allows"
+            f" {settings.flow_max_destinations})",
+        )

@@ -1,0 +1,251 @@
+"""Who a request says is calling: the caller identity the rules engine judges.
+
+Read from a SIP request (the policy step) or from plain header values (`sipguard check`, the
+CDR checker), through one code path:
+
+* every P-Asserted-Identity value, sip and tel (RFC 3325 §9.1 allows one of each);
+* From, and Privacy (RFC 3323 §4.2 `header`/`user`, RFC 3325 §9.3 `id`): an anonymous From or a
+  Privacy that hides the identity makes the number *masked*; the number judged for a masked
+  From is PAI's (the MAN does the same: orig from PAI when From is anonymous, man_fr.md §2);
+* Diversion (RFC 5806) or History-Info (RFC 7044) showing the PBX retargeted the call: the call
+  is then judged on the diverting number, which must be the customer's (issue 3 §3);
+* the source's marker (a trunk-group parameter, RFC 4904, or a header) that splits a PBX's
+  traffic by kind and principal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from proxy.policy.numbering import CallerNumber, NumberKind, normalise_number, number_from_uri
+from proxy.policy.settings import Marker, SourceKind, SourcePolicy
+from proxy.sip.errors import SipParseError
+from proxy.sip.headers import NameAddr, parse_name_addr, split_values
+from proxy.sip.uri import SipUri, TelUri, Uri
+
+if TYPE_CHECKING:
+    from proxy.sip.message import Request
+
+__all__ = ["CallerIdentity", "identity_from_request", "identity_from_values", "parse_privacy"]
+
+# Privacy values that withhold the caller's identity from the callee. `id` (RFC 3325 §9.3) is
+# what French networks send for CLIR ("appel masqué"); `header` and `user` (RFC 3323 §4.2)
+# anonymise From as well. `none`, `session` and `critical` do not hide the number.
+_MASKING = frozenset({"id", "header", "user"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """The caller identity of one request, with the source's marker resolved."""
+
+    method: str
+    from_number: CallerNumber
+    pai: tuple[CallerNumber, ...] = ()
+    privacy: frozenset[str] = frozenset()
+    masked: bool = False
+    diverted_from: CallerNumber | None = None
+    kind: SourceKind = "automated"
+    """The kind the traffic is judged as: the marker's, else the source's default."""
+    principal: str | None = None
+    """The principal the marker names, if any."""
+    marker_value: str | None = None
+    destination: str | None = None
+    """The callee (To), E.164 when it is a number: the key of the per-number flow history."""
+    call_id: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def caller(self) -> CallerNumber | None:
+        """The presented caller number: From's, or the first PAI's when From is masked."""
+        if self.masked or self.from_number.kind is NumberKind.ANONYMOUS:
+            return self.pai[0] if self.pai else None
+        return self.from_number
+
+
+def parse_privacy(value: str | None) -> frozenset[str]:
+    """The priv-values of a Privacy header (`id; header` -> {"id", "header"})."""
+    if not value:
+        return frozenset()
+    items = (part.strip().lower() for chunk in value.split(",") for part in chunk.split(";"))
+    return frozenset(item for item in items if item)
+
+
+def _name_addr(value: str) -> NameAddr | None:
+    try:
+        return parse_name_addr(value.strip())
+    except SipParseError:
+        return None
+
+
+def _values(headers: Iterable[str]) -> list[str]:
+    return [item for value in headers for item in split_values(value) if item.strip()]
+
+
+def _diverting_from_diversion(values: Sequence[str]) -> CallerNumber | None:
+    # RFC 5806 §4: a diverting proxy adds its Diversion value first, so the first value is the
+    # most recent diversion: the PBX's own retargeting.
+    for value in values:
+        entry = _name_addr(value)
+        if entry is not None:
+            return number_from_uri(entry.uri)
+        return normalise_number(value)
+    return None
+
+
+def _diverting_from_history(values: Sequence[str]) -> CallerNumber | None:
+    # RFC 7044 §4.2: `mp=<index>` marks a hi-entry whose target was *mapped* to another user
+    # (retargeting, i.e. a diversion); its value is the index of the entry that was diverted.
+    # Without mp, a `cause` URI parameter (RFC 4458, RFC 7044 §9.1) on an entry means the
+    # preceding entry's target was diverted.
+    entries: list[tuple[str | None, NameAddr]] = []
+    for value in values:
+        entry = _name_addr(value)
+        if entry is not None:
+            entries.append((entry.params.get("index"), entry))
+    by_index = {index: entry for index, entry in entries if index}
+    for _, entry in reversed(entries):
+        mapped = entry.params.get("mp")
+        if mapped and mapped in by_index:
+            return number_from_uri(by_index[mapped].uri)
+    for position in range(len(entries) - 1, 0, -1):
+        uri = entries[position][1].uri
+        if isinstance(uri, SipUri | TelUri) and "cause" in uri.params:
+            return number_from_uri(entries[position - 1][1].uri)
+    return None
+
+
+def _uri_param(uri: Uri | None, name: str) -> str | None:
+    """A URI parameter, or an RFC 4904 parameter inside a sip user part / tel number."""
+    if isinstance(uri, SipUri):
+        if name in uri.params:
+            return uri.params[name]
+        if uri.user and ";" in uri.user:
+            for part in uri.user.split(";")[1:]:
+                key, _, val = part.partition("=")
+                if key.strip().lower() == name:
+                    return val
+    elif isinstance(uri, TelUri):
+        return uri.params.get(name)
+    return None
+
+
+def _resolve_marker(
+    policy: SourcePolicy, value: str | None
+) -> tuple[SourceKind, str | None, str | None, tuple[str, ...]]:
+    marker = policy.marker
+    if marker is None or value is None:
+        return policy.kind, None, None, ()
+    meaning = marker.values.get(value)
+    if meaning is None:
+        # An unknown value counts as unmarked: the source's default (safe: automated) kind.
+        note = f"marker value {value!r} not configured; source default kind {policy.kind}"
+        return policy.kind, None, value, (note,)
+    return meaning.kind or policy.kind, meaning.principal, value, ()
+
+
+def identity_from_values(
+    *,
+    method: str,
+    from_value: str,
+    pai: Sequence[str] = (),
+    privacy: str | None = None,
+    diversion: Sequence[str] = (),
+    history_info: Sequence[str] = (),
+    to_value: str | None = None,
+    marker_value: str | None = None,
+    source: SourcePolicy | None = None,
+    call_id: str | None = None,
+) -> CallerIdentity:
+    """Build the identity from header values (name-addr or bare URI/number text)."""
+    policy = source or SourcePolicy()
+    from_number = number_from_uri(from_value) if from_value else normalise_number("")
+    pai_numbers = tuple(number_from_uri(v) for v in _values(pai))
+    destination = None
+    if to_value:
+        to_number = number_from_uri(to_value)
+        destination = to_number.e164 or to_number.national or to_value.strip()
+    diverted = _diverting_from_diversion(_values(diversion)) or _diverting_from_history(
+        _values(history_info)
+    )
+    return _assemble(
+        method, from_number, pai_numbers, parse_privacy(privacy), diverted, destination,
+        marker_value, policy, call_id,
+    )
+
+
+def _assemble(
+    method: str,
+    from_number: CallerNumber,
+    pai: tuple[CallerNumber, ...],
+    privacy: frozenset[str],
+    diverted: CallerNumber | None,
+    destination: str | None,
+    marker_value: str | None,
+    policy: SourcePolicy,
+    call_id: str | None,
+) -> CallerIdentity:
+    masked = from_number.kind is NumberKind.ANONYMOUS or bool(privacy & _MASKING)
+    kind, principal, value, notes = _resolve_marker(policy, marker_value)
+    return CallerIdentity(
+        method=method.upper(),
+        from_number=from_number,
+        pai=pai,
+        privacy=privacy,
+        masked=masked,
+        diverted_from=diverted,
+        kind=kind,
+        principal=principal,
+        marker_value=value,
+        destination=destination,
+        call_id=call_id,
+        notes=notes,
+    )
+
+
+def _marker_from_request(request: Request, marker: Marker | None) -> str | None:
+    if marker is None:
+        return None
+    if marker.header is not None:
+        value = request.get(marker.header)
+        return value.strip() if value is not None else None
+    name = (marker.param or "").lower()
+    # RFC 4904 §5: the originating trunk group is in the Contact; PBXs also put it in From or
+    # the Request-URI. First found wins.
+    candidates: list[Uri | None] = []
+    for contact in _values(request.get_all("Contact"))[:1]:
+        entry = _name_addr(contact)
+        candidates.append(entry.uri if entry else None)
+    candidates.append(request.from_.uri)
+    candidates.append(request.uri)
+    for uri in candidates:
+        found = _uri_param(uri, name)
+        if found is not None:
+            return found
+    return None
+
+
+def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdentity:
+    """Build the identity of a parsed request for a source."""
+    from_number = number_from_uri(request.from_.uri)
+    pai: list[CallerNumber] = []
+    for value in _values(request.get_all("P-Asserted-Identity")):
+        entry = _name_addr(value)
+        pai.append(number_from_uri(entry.uri) if entry else normalise_number(value))
+    diverted = _diverting_from_diversion(_values(request.get_all("Diversion")))
+    if diverted is None:
+        diverted = _diverting_from_history(_values(request.get_all("History-Info")))
+    to_number = number_from_uri(request.to.uri)
+    destination = to_number.e164 or to_number.national or str(request.to.uri)
+    return _assemble(
+        request.method,
+        from_number,
+        tuple(pai),
+        parse_privacy(request.get("Privacy")),
+        diverted,
+        destination,
+        _marker_from_request(request, source.marker),
+        source,
+        request.call_id,
+    )
