@@ -27,6 +27,7 @@ from cryptography.x509.verification import (
 )
 
 from stir_shaken.crl import CrlError, CrlSet, LoadedCrl, load_crl
+from stir_shaken.settings import TrunkVerification
 
 # RFC 8226 §9: id-pe-TNAuthList ::= { id-pe 26 }.
 TNAUTHLIST_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.26")
@@ -366,4 +367,16 @@ __all__ = [
     "load_certificate_files",
     "load_certificates",
     "parse_tnauthlist",
+    "trust_store_from_settings",
 ]
+
+
+def trust_store_from_settings(settings: TrunkVerification) -> TrustStore:
+    """Build the trust store a trunk's `verification:` section describes."""
+    return TrustStore.from_files(
+        [(anchor.file, anchor.tnauthlist_required) for anchor in settings.trust_anchors],
+        settings.intermediates,
+        [(crl.file, crl.signer) for crl in settings.crls],
+        tnauthlist_required=settings.tnauthlist_required,
+        crl_fail_open=settings.crl_fail_open,
+    )

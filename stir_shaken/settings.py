@@ -121,7 +121,7 @@ class TrunkVerification(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
+    enabled: bool = False
     mode: Literal["annotate", "enforce"] = "annotate"
     reason_style: Literal["sip", "stir"] = "sip"
     freshness: int = Field(default=60, ge=1, le=3600)
