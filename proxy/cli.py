@@ -39,7 +39,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     from proxy.runtime import run
 
-    return run(config, config_path=Path(args.config), workers=args.workers)
+    return run(
+        config, config_path=Path(args.config), workers=args.workers,
+        worker_index=args.worker_index,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -61,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)"
     )
+    # Set by the supervisor for the worker processes it starts; not for people.
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(handler=_cmd_run)
 
     check = subparsers.add_parser("check-config", help="validate a configuration file")

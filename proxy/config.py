@@ -136,6 +136,8 @@ class Routing(_Model):
     resolve_hostnames: bool = False
     max_message_size: int = Field(65535, ge=1500, le=1048576)
     udp_mtu_threshold: int = Field(1300, ge=500)
+    drain_seconds: float = Field(30.0, ge=0)
+    retry_after: int = Field(30, ge=0)
 
 
 class Logging(_Model):

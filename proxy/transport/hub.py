@@ -187,11 +187,21 @@ class TransportHub:
     # -- sending -----------------------------------------------------------------------------
 
     def send(
-        self, transport_name: str, remote: Address, data: bytes, connection_id: int | None = None
+        self,
+        transport_name: str,
+        remote: Address,
+        data: bytes,
+        connection_id: int | None = None,
+        *,
+        local: Address | None = None,
     ) -> None:
-        """Send `data`; on streams reuse `connection_id`, else any connection to `remote`."""
+        """Send `data`; on streams reuse `connection_id`, else any connection to `remote`.
+
+        On UDP, `local` picks the socket to send from (a response leaves from where its
+        request arrived, RFC 3581 §4); by default the worker's newest (private) socket.
+        """
         if transport_name == "udp":
-            self._send_udp(remote, data)
+            self._send_udp(remote, data, local)
             return
         connection = None
         if connection_id is not None:
@@ -208,7 +218,12 @@ class TransportHub:
         else:
             connection.writer.write(data)
 
-    def _send_udp(self, remote: Address, data: bytes) -> None:
+    def _send_udp(self, remote: Address, data: bytes, local: Address | None) -> None:
+        if local is not None:
+            for endpoint in self._udp:
+                if endpoint.local == local and endpoint.transport is not None:
+                    endpoint.transport.sendto(data, remote)
+                    return
         family_v6 = ":" in remote[0]
         for endpoint in reversed(self._udp):
             if endpoint.transport is None:

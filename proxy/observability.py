@@ -1,0 +1,130 @@
+"""Logs (structlog) and metrics (Prometheus) for the shell.
+
+Label sets are fixed and bounded: methods and status classes come from short whitelists, and
+sources and trunks from the configuration; numbers and call-ids never become labels. With
+several workers, prometheus-client's multiprocess mode sums them on one endpoint: the
+supervisor sets PROMETHEUS_MULTIPROC_DIR before the workers import the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from proxy.config import Logging
+    from proxy.core.actions import TransactionEnded
+
+KNOWN_METHODS = frozenset(
+    {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "UPDATE", "INFO", "PRACK",
+     "REFER", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH"}
+)
+
+
+def method_label(method: str) -> str:
+    """A method name as a label: unknown methods share one label so the set stays bounded."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+def configure_logging(settings: Logging) -> None:
+    """JSON or console lines on stderr; no per-packet line unless the level is debug."""
+    level = getattr(logging, settings.level.upper())
+    renderer: structlog.types.Processor
+    if settings.format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+class Metrics:
+    """Every metric one worker updates; see README, "Operating sipguard"."""
+
+    def __init__(self, worker: int = 0, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY
+
+        self.registry = registry or REGISTRY
+        kwargs = {"registry": self.registry}
+        self.requests = Counter(
+            "sipguard_requests_total", "SIP requests handled, by method and origin",
+            ["method", "origin"], **kwargs,
+        )
+        self.transactions = Counter(
+            "sipguard_transactions_total",
+            "Transactions ended, by method, final status and origin/trunk",
+            ["method", "status", "origin", "trunk"], **kwargs,
+        )
+        self.transaction_seconds = Histogram(
+            "sipguard_transaction_seconds", "Request to final response, by method",
+            ["method"], buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 32, 64, 180),
+            **kwargs,
+        )
+        self.policy_verdicts = Counter(
+            "sipguard_policy_verdicts_total", "Policy decisions, by verdict, rule and source",
+            ["verdict", "rule", "source"], **kwargs,
+        )
+        self.identity_results = Counter(
+            "sipguard_identity_total", "Signatures and verifications, by operation and code",
+            ["operation", "code"], **kwargs,
+        )
+        self.x5u_fetches = Counter(
+            "sipguard_x5u_fetches_total", "Certificate fetches by result", ["result"], **kwargs,
+        )
+        self.x5u_cache = Counter(
+            "sipguard_x5u_cache_total", "Certificate cache lookups by outcome", ["outcome"],
+            **kwargs,
+        )
+        self.x5u_fetch_seconds = Histogram(
+            "sipguard_x5u_fetch_seconds", "Certificate fetch latency", **kwargs,
+        )
+        self.trunk_up = Gauge(
+            "sipguard_trunk_up", "1 when the trunk answers its OPTIONS pings", ["trunk"],
+            multiprocess_mode="max", **kwargs,
+        )
+        self.parse_errors = Counter(
+            "sipguard_parse_errors_total", "Messages that could not be parsed or framed",
+            ["kind"], **kwargs,
+        )
+        self.dropped = Counter(
+            "sipguard_dropped_total", "Messages dropped without an answer, by reason",
+            ["reason"], **kwargs,
+        )
+        self.internal_errors = Counter(
+            "sipguard_internal_errors_total", "Exceptions caught at the shell boundary (bugs)",
+            **kwargs,
+        )
+        self.audit_queue = Gauge(
+            "sipguard_audit_queue_depth", "Audit records waiting to be written",
+            multiprocess_mode="sum", **kwargs,
+        )
+        self.reloads = Counter(
+            "sipguard_reloads_total", "Configuration reloads by result", ["result"], **kwargs,
+        )
+        self.listeners_bound = Gauge(
+            "sipguard_listeners_bound", "Listening sockets bound", multiprocess_mode="max",
+            **kwargs,
+        )
+
+    def transaction_ended(self, ended: TransactionEnded) -> None:
+        """Count one transaction outcome."""
+        method = method_label(ended.method)
+        self.transactions.labels(
+            method=method, status=str(ended.status), origin=ended.origin,
+            trunk=ended.trunk or "none",
+        ).inc()
+        self.transaction_seconds.labels(method=method).observe(ended.duration)

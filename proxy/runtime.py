@@ -1,0 +1,412 @@
+"""The asyncio shell: sockets and timers around the sans-IO core, workers, signals.
+
+One `Worker` per process feeds what the transport hub receives into `ProxyCore.handle()` and
+carries out the actions it returns. The core never sees a socket or a clock; the worker owns
+the single timer (armed at `core.next_deadline()`, aioquic style) and everything that blocks
+(certificate fetches, audit flushes, number-list reloads) runs off the event loop's hot path.
+
+With `--workers N` the main process is a supervisor: it starts N worker processes that share the
+configured ports through SO_REUSEPORT. The kernel spreads datagrams by source address, so each
+worker also binds a private port of its own and puts it in its Via and Record-Route: responses
+and in-dialog requests then come back to the worker holding the transaction and dialog state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from proxy.config import Config, ConfigError, Listener, load_config
+from proxy.core.actions import (
+    FetchCertificate,
+    MessageDropped,
+    Send,
+    TransactionEnded,
+    TrunkStateChanged,
+)
+from proxy.core.events import (
+    CertificateFetched,
+    ConfigReloaded,
+    ConnectionClosed,
+    DatagramReceived,
+    DrainStarted,
+    Event,
+    StreamMessageReceived,
+    TimerFired,
+)
+from proxy.core.proxy import ProxyCore
+from proxy.observability import Metrics, configure_logging
+from proxy.sip.errors import SipParseError
+from proxy.transport.hub import Address, TransportHub
+from proxy.transport.tls import client_context, server_context
+from proxy.wiring import Components, build_components
+
+log = structlog.get_logger("sipguard")
+
+# How often the worker flushes the audit queue and looks for number-list changes. The audit
+# crash-loss window is bounded by AUDIT_FLUSH_INTERVAL (README, "Audit").
+AUDIT_FLUSH_INTERVAL = 0.5
+LIST_POLL_INTERVAL = 1.0
+
+
+class Worker:
+    """One process's proxy: transport hub + core + timer + background chores."""
+
+    def __init__(
+        self, config: Config, config_path: Path | None, *, index: int = 0, workers: int = 1
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.index = index
+        self.workers = workers
+        self.metrics = Metrics(worker=index)
+        self.hub = TransportHub(
+            self,
+            max_message_size=config.routing.max_message_size,
+            client_tls=client_context(None),
+        )
+        self.components: Components | None = None
+        self.core: ProxyCore | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        self.bound: list[tuple[str, Address]] = []
+        self.private: list[tuple[str, Address]] = []
+        self.draining = False
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listener, build the core and start the chores."""
+        shared = self.workers > 1
+        for listener in self.config.listen:
+            address = await self._bind(listener, listener.port, reuse_port=shared)
+            self.bound.append((listener.transport, address))
+            if shared:
+                # A private port per worker (kernel-chosen) so responses find this worker.
+                private = await self._bind(listener, 0, reuse_port=False)
+                self.private.append((listener.transport, private))
+        self.components = build_components(self.config, self.config_path, worker=self.index)
+        self.core = ProxyCore(
+            self.config,
+            source_steps=self.components.source_steps,
+            trunk_steps=self.components.trunk_steps,
+            logger=log.bind(worker=self.index),
+            advertised=self._advertised(),
+        )
+        self.metrics.listeners_bound.set(len(self.bound))
+        self._dispatch(TimerFired())
+        self._every(AUDIT_FLUSH_INTERVAL, self._flush_audit)
+        self._every(LIST_POLL_INTERVAL, self._poll_lists)
+        log.info(
+            "worker.started",
+            worker=self.index,
+            listen=[f"{t}:{a[0]}:{a[1]}" for t, a in self.bound],
+            private=[f"{t}:{a[0]}:{a[1]}" for t, a in self.private],
+        )
+
+    def _advertised(self) -> dict[str, Address]:
+        """The address this worker puts in Via/Record-Route, per transport."""
+        chosen: dict[str, Address] = {}
+        for transport, address in self.private or self.bound:
+            host = self.config.advertise or address[0]
+            chosen.setdefault(transport, (host, address[1]))
+        return chosen
+
+    async def _bind(self, listener: Listener, port: int, *, reuse_port: bool) -> Address:
+        if listener.transport == "udp":
+            return await self.hub.listen_udp(listener.host, port, reuse_port=reuse_port)
+        context = None
+        if listener.transport == "tls":
+            assert listener.cert_file is not None and listener.key_file is not None
+            context = server_context(
+                listener.cert_file, listener.key_file, listener.ca_file, listener.verify_client
+            )
+        return await self.hub.listen_stream(
+            listener.transport, listener.host, port, ssl_context=context, reuse_port=reuse_port
+        )
+
+    async def serve_forever(self) -> None:
+        """Run until `stop()`."""
+        await self._stopping.wait()
+
+    async def drain(self, grace: float) -> None:
+        """Graceful shutdown: refuse new dialogs, let the rest finish until `grace` elapses."""
+        if self.core is None:
+            return
+        self.draining = True
+        deadline = time.time() + grace
+        self._dispatch(DrainStarted(deadline))
+        while time.time() < deadline and self.core.busy():
+            await asyncio.sleep(0.05)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Flush the audit store, close the sockets, release `serve_forever`."""
+        for task in list(self._background):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.components is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.components.close)
+        await self.hub.close()
+        self._stopping.set()
+
+    # -- events from the transport hub --------------------------------------------------------
+
+    def datagram_received(self, data: bytes, remote: Address, local: Address) -> None:
+        """A UDP datagram arrived."""
+        self._dispatch(DatagramReceived(data, remote, local))
+
+    def stream_message_received(
+        self,
+        data: bytes,
+        connection_id: int,
+        remote: Address,
+        local: Address,
+        transport: str,
+        tls_subject: str | None,
+    ) -> None:
+        """A framed message arrived on a TCP/TLS connection."""
+        self._dispatch(
+            StreamMessageReceived(data, connection_id, remote, local, transport, tls_subject)
+        )
+
+    def stream_error(self, error: SipParseError, connection_id: int) -> None:
+        """A connection lost its framing; the hub closes it."""
+        self.metrics.parse_errors.labels(kind="framing").inc()
+        log.debug("stream.framing_error", connection=connection_id, reason=error.reason)
+
+    def connection_closed(self, connection_id: int) -> None:
+        """A connection went away."""
+        self._dispatch(ConnectionClosed(connection_id))
+
+    # -- the core -------------------------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        core = self.core
+        if core is None:
+            return
+        try:
+            actions = core.handle(event, time.time())
+        except Exception:
+            # Anything escaping the core is our bug: count it, keep the loop alive, drop
+            # only this message (docs/design.md, "Errors").
+            self.metrics.internal_errors.inc()
+            log.exception("core.internal_error", event=type(event).__name__)
+            return
+        for action in actions:
+            self._execute(action)
+        self._rearm()
+
+    def _execute(self, action: object) -> None:
+        if isinstance(action, Send):
+            self.hub.send(action.transport, action.remote, action.data, action.connection_id,
+                          local=action.local)
+        elif isinstance(action, TransactionEnded):
+            self.metrics.transaction_ended(action)
+            log.info(
+                "transaction",
+                call_id=action.call_id,
+                method=action.method,
+                source=action.origin,
+                trunk=action.trunk,
+                status=action.status,
+                duration_ms=round(action.duration * 1000, 1),
+            )
+        elif isinstance(action, MessageDropped):
+            self.metrics.dropped.labels(reason=action.reason).inc()
+        elif isinstance(action, TrunkStateChanged):
+            self.metrics.trunk_up.labels(trunk=action.trunk).set(1 if action.up else 0)
+            log.warning("trunk.state", trunk=action.trunk, up=action.up)
+        elif isinstance(action, FetchCertificate):
+            self._spawn(self._fetch(action.url))
+
+    def _rearm(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        deadline = core.next_deadline()
+        if deadline == self._timer_deadline and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - time.time())
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        self._dispatch(TimerFired())
+
+    # -- chores off the hot path ------------------------------------------------------------
+
+    async def _fetch(self, url: str) -> None:
+        assert self.components is not None
+        started = time.perf_counter()
+        try:
+            await self.components.fetch_certificate(url)
+        except Exception as exc:  # reported to the core as a failed fetch, never raised
+            self.metrics.x5u_fetches.labels(result="error").inc()
+            self._dispatch(CertificateFetched(url, False, str(exc) or type(exc).__name__))
+            return
+        self.metrics.x5u_fetch_seconds.observe(time.perf_counter() - started)
+        self.metrics.x5u_fetches.labels(result="ok").inc()
+        self._dispatch(CertificateFetched(url, True))
+
+    async def _flush_audit(self) -> None:
+        if self.components is not None:
+            self.metrics.audit_queue.set(self.components.audit_backlog())
+            await asyncio.get_running_loop().run_in_executor(None, self.components.flush_audit)
+
+    async def _poll_lists(self) -> None:
+        if self.components is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.components.refresh_lists)
+
+    def _every(self, interval: float, chore: Any) -> None:
+        async def loop_forever() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await chore()
+                except Exception:
+                    self.metrics.internal_errors.inc()
+                    log.exception("chore.failed", chore=chore.__name__)
+
+        self._spawn(loop_forever())
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- health and reload ------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, bool]:
+        """The /readyz checks: each must hold for the worker to take traffic."""
+        core = self.core
+        components = self.components
+        return {
+            "listeners_bound": len(self.bound) == len(self.config.listen),
+            "trunk_up": core is not None and any(core.trunk_states().values()),
+            "signing_ready": components is not None and components.signing_ready(),
+            "audit_writable": components is not None and components.audit_writable(),
+            "not_draining": not self.draining,
+        }
+
+    async def request_reload(self) -> bool:
+        """Reload every worker: directly with one, through the supervisor's SIGHUP with several."""
+        if self.workers > 1:
+            os.kill(os.getppid(), signal.SIGHUP)
+            return True
+        return await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the config file and swap it in; a bad file keeps the running config."""
+        if self.config_path is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            config = await loop.run_in_executor(None, load_config, self.config_path)
+            components = await loop.run_in_executor(
+                None, build_components, config, self.config_path, self.index
+            )
+        except (ConfigError, OSError, ValueError) as exc:
+            self.metrics.reloads.labels(result="failed").inc()
+            log.error("reload.failed", error=str(exc))
+            return False
+        old = self.components
+        self.config = config
+        self.components = components
+        assert self.core is not None
+        self.core.replace_steps(components.source_steps, components.trunk_steps)
+        self._dispatch(ConfigReloaded(config))
+        if old is not None:
+            await loop.run_in_executor(None, old.close)
+        self.metrics.reloads.labels(result="ok").inc()
+        log.info("reload.done")
+        return True
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(config: Config, config_path: Path | None, index: int, workers: int) -> int:
+    worker = Worker(config, config_path, index=index, workers=workers)
+    await worker.start()
+    loop = asyncio.get_running_loop()
+
+    def on_term() -> None:
+        if not worker.draining:
+            loop.create_task(worker.drain(config.routing.drain_seconds))
+
+    def on_hup() -> None:
+        loop.create_task(worker.reload())
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    loop.add_signal_handler(signal.SIGINT, on_term)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    admin = None
+    if config.admin.enabled and index == 0:
+        from proxy.admin import start_admin
+
+        admin = await start_admin(config.admin, worker)
+    await worker.serve_forever()
+    if admin is not None:
+        await admin.cleanup()
+    log.info("worker.stopped", worker=index)
+    return 0
+
+
+def run(
+    config: Config, *, config_path: Path | None = None, workers: int = 1,
+    worker_index: int | None = None,
+) -> int:
+    """Run the proxy in the foreground until SIGTERM/SIGINT; returns the exit code."""
+    configure_logging(config.logging)
+    _install_uvloop()
+    if workers <= 1 or worker_index is not None:
+        return asyncio.run(_serve(config, config_path, worker_index or 0, max(workers, 1)))
+    return _supervise(config_path, workers)
+
+
+def _supervise(config_path: Path | None, workers: int) -> int:
+    """Start `workers` processes and relay SIGHUP/SIGTERM/SIGINT to them."""
+    if config_path is None:
+        raise ValueError("several workers need a config file to start from")
+    children: list[subprocess.Popen[bytes]] = []
+    for index in range(workers):
+        children.append(subprocess.Popen([
+            sys.executable, "-m", "proxy", "run", "--config", str(config_path),
+            "--workers", str(workers), "--worker-index", str(index),
+        ]))
+
+    def relay(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, relay)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
