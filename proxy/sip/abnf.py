@@ -47,7 +47,9 @@ IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 
 # generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
 # SEMI and EQUAL allow SWS around them (RFC 3261 §25.1).
-_GEN_VALUE = rf"{TOKEN}|{QUOTED}|{IPV6_REFERENCE}"
+# via-received allows a bare IPv6address (RFC 3261 §20.42), which is not a token.
+IPV6_ADDRESS = r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]+"
+_GEN_VALUE = rf"{IPV6_ADDRESS}|{TOKEN}|{QUOTED}|{IPV6_REFERENCE}"
 GENERIC_PARAM = rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({_GEN_VALUE}))?[ \t]*"
 GENERIC_PARAM_RE = re.compile(GENERIC_PARAM)
 _GENERIC_PARAM_NC = rf"[ \t]*;[ \t]*{TOKEN}(?:[ \t]*=[ \t]*(?:{_GEN_VALUE}))?[ \t]*"
