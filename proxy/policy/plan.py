@@ -112,6 +112,16 @@ _PATTERN = re.compile(r"(?:[0-9xyzXYZ]|\[[0-9](?:-[0-9])?(?:[0-9](?:-[0-9])?)*\]
 _MAX_EXPANSION = 100_000  # a national pattern expands to at most this many codes
 
 
+class _PlanLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so a bad date is reported with its row."""
+
+
+_PlanLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _expand_pattern(pattern: str) -> list[str] | None:
     """All codes a short-code pattern stands for, or None if it is not a pattern."""
     range_match = _RANGE.fullmatch(pattern)
@@ -307,10 +317,11 @@ class NumberingPlan:
         path = shipped if shipped is not None else SHIPPED_PLAN
         origin = str(path)
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            # _PlanLoader is a SafeLoader (no arbitrary objects), minus timestamp resolution.
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=_PlanLoader)
         except OSError as exc:
             raise PlanError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:
             raise PlanError(f"{origin}: not valid YAML: {exc}") from exc
         if isinstance(document, list):
             raw_rows: object = document
