@@ -1,0 +1,272 @@
+"""The policy decision step: judges the caller identity of every call and message from a source.
+
+`PolicyStep` implements `proxy.core.decision.RequestStep`. For each initial INVITE or MESSAGE
+from a configured source it builds the caller identity, runs the rules engine, fills the shared
+`Assessment` (signing reads it), queues an audit entry, and answers `Reject` (the configured
+status, 403 by default, naming the first rejecting rule) or `Continue`. A `monitor` rule lets
+the request through and is recorded. Other methods and requests from trunks pass untouched.
+
+The step does no I/O on the hot path: lists are an in-memory snapshot, the audit and the flow
+history are queues. `maintenance()` (the shell runs it in a thread every
+`policy.reload_interval_s`) refreshes the lists, writes the queues and notices new allocation
+data; `close()` flushes everything on shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from proxy.core.decision import Assessment, Continue, Decision, Origin, Reject
+from proxy.policy.audit import AuditEntry, AuditLog
+from proxy.policy.engine import AllocationLike, AllocationView, PolicyData, Verdict, evaluate
+from proxy.policy.identity import identity_from_request
+from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
+from proxy.policy.plan import NumberingPlan, Permission
+from proxy.policy.settings import PolicySettings, SourcePolicy
+
+if TYPE_CHECKING:
+    from proxy.policy.allocation import AllocationStore
+    from proxy.sip.message import Request
+
+__all__ = ["CachedAllocation", "PolicyStep", "reason_phrase"]
+
+# Calls and SMS over SIP are judged alike (issue 3 §5); other methods carry no caller ID to
+# present to a consumer.
+JUDGED_METHODS = frozenset({"INVITE", "MESSAGE"})
+
+_PHRASES = {
+    403: "Forbidden",
+    404: "Not Found",
+    433: "Anonymity Disallowed",
+    480: "Temporarily Unavailable",
+    488: "Not Acceptable Here",
+    603: "Decline",
+    607: "Unwanted",
+    608: "Rejected",
+}
+
+# The text goes inside quoted strings of Reason and Warning (RFC 3326, RFC 3261 §20.43): numbers
+# come from the caller's own headers, so quotes, backslashes and control characters are removed.
+_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def reason_phrase(status: int, configured: str | None = None) -> str:
+    """The reason phrase for a rejection status."""
+    return configured or _PHRASES.get(status, "Rejected")
+
+
+def _safe(text: str, limit: int = 200) -> str:
+    cleaned = _UNSAFE.sub("'", text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+class CachedAllocation:
+    """A bounded per-number cache in front of `AllocationStore.lookup` (a SQL query)."""
+
+    def __init__(self, store: AllocationStore, maxsize: int = 100_000) -> None:
+        self.store = store
+        self.maxsize = maxsize
+        self._cache: dict[str, AllocationLike | None] = {}
+
+    def lookup(self, e164: str) -> AllocationLike | None:
+        """The block of `e164` (cached)."""
+        try:
+            return self._cache[e164]
+        except KeyError:
+            pass
+        if len(self._cache) >= self.maxsize:
+            self._cache.clear()
+        found: AllocationLike | None = self.store.lookup(e164)
+        self._cache[e164] = found
+        return found
+
+    def clear(self) -> None:
+        """Forget cached answers (after a new import)."""
+        self._cache.clear()
+
+
+def _file_stamp(path: Path) -> tuple[float, ...]:
+    stamps: list[float] = []
+    for suffix in ("", "-wal"):
+        try:
+            stamps.append(os.stat(f"{path}{suffix}").st_mtime)
+        except OSError:
+            stamps.append(0.0)
+    return tuple(stamps)
+
+
+class PolicyStep:
+    """The `policy` RequestStep (docs/design.md, "Decision steps")."""
+
+    name = "policy"
+
+    def __init__(
+        self,
+        *,
+        settings: PolicySettings,
+        sources: Mapping[str, SourcePolicy],
+        data: PolicyData,
+        audit: AuditLog | None = None,
+        history: FlowHistory | None = None,
+        lists: NumberLists | None = None,
+        allocation_path: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sources = dict(sources)
+        self.data = data
+        self.audit = audit
+        self.history = history
+        self.lists = lists
+        self._allocation_path = allocation_path
+        self._allocation_stamp = _file_stamp(allocation_path) if allocation_path else ()
+        self._default_source = SourcePolicy()
+        self._maintenance_lock = threading.Lock()
+        self._allocation_dirty = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> PolicyStep:
+        """Build the step from a `proxy.config.Config` (stores opened, schema migrated)."""
+        settings: PolicySettings = config.policy
+        sources = {s.name: s.policy for s in config.sources}
+        plan = NumberingPlan.load(settings.plan_file, settings.plan_overrides)
+        lists = NumberLists(settings.database, zone=settings.timezone)
+        store = NumberStore(
+            settings.database,
+            zone=settings.timezone,
+            min_delegation_hours=settings.min_delegation_hours,
+        )
+        history = FlowHistory(store, settings.flow_window_days * 86400.0)
+        audit = AuditLog(
+            settings.audit.database,
+            queue_max=settings.audit.queue_max,
+            batch_size=settings.audit.batch_size,
+        )
+        data = PolicyData(
+            settings=settings,
+            plan=plan,
+            lists=lists,
+            allocation=_open_allocation(settings.allocation_database),
+            history=history,
+        )
+        return cls(
+            settings=settings,
+            sources=sources,
+            data=data,
+            audit=audit,
+            history=history,
+            lists=lists,
+            allocation_path=settings.allocation_database,
+        )
+
+    # -- hot path -------------------------------------------------------------------------
+
+    def decide(
+        self, request: Request, origin: Origin, assessment: Assessment, now: float
+    ) -> Decision:
+        """Judge an initial INVITE/MESSAGE from a source; everything else continues."""
+        if origin.kind != "source" or request.method not in JUDGED_METHODS:
+            return Continue()
+        if self._allocation_dirty and self._allocation_path is not None:
+            self._allocation_dirty = False
+            self.data = _replace_allocation(self.data, _open_allocation(self._allocation_path))
+        source = self.sources.get(origin.name or "", self._default_source)
+        identity = identity_from_request(request, source)
+        verdict = evaluate(identity, source, self.data, now)
+
+        assessment.customer = source.customer
+        assessment.caller_e164 = verdict.caller_e164
+        assessment.number_status = verdict.number_status
+        assessment.gateway = source.gateway
+        assessment.diverted_from = verdict.diverted_from
+        assessment.rules_fired.extend(verdict.rules_fired)
+
+        status: int | None = None
+        decision: Decision = Continue()
+        if verdict.rejecting is not None:
+            status = source.reject_status or self.settings.reject_status
+            decision = Reject(
+                status=status,
+                reason_phrase=reason_phrase(status, self.settings.reject_reason),
+                text=_safe(verdict.rejecting.reason),
+                rule_id=verdict.rejecting.rule_id,
+            )
+        elif self.history is not None and identity.destination:
+            _observe(self.history, verdict, identity.destination, now)
+        if self.audit is not None:
+            self.audit.record(
+                AuditEntry.of(
+                    identity, verdict, now=now, source=origin.name, customer=source.customer,
+                    status=status,
+                )
+            )
+        return decision
+
+    # -- shell side -----------------------------------------------------------------------
+
+    def maintenance(self) -> None:
+        """Reload lists, write audit and history, notice new allocation data. Off the hot path."""
+        with self._maintenance_lock:
+            if self.lists is not None:
+                self.lists.poll()
+            if self.audit is not None:
+                self.audit.flush()
+            if self.history is not None:
+                self.history.flush()
+            if self._allocation_path is not None:
+                stamp = _file_stamp(self._allocation_path)
+                if stamp != self._allocation_stamp:
+                    self._allocation_stamp = stamp
+                    # sqlite3 connections belong to the thread that opened them: the hot-path
+                    # thread reopens the allocation data at its next request.
+                    self._allocation_dirty = True
+
+    def close(self) -> None:
+        """Flush the audit and history and close the stores (clean shutdown loses nothing)."""
+        with self._maintenance_lock:
+            if self.audit is not None:
+                self.audit.close()
+            if self.history is not None:
+                self.history.flush()
+                if self.history.store is not None:
+                    self.history.store.close()
+            if self.lists is not None:
+                self.lists.close()
+
+
+def _observe(history: FlowHistory, verdict: Verdict, destination: str, now: float) -> None:
+    """Note where numbers of `cond` plan cells called (the flow exception's history)."""
+    for item in verdict.judged:
+        row = item.row
+        e164 = item.number.e164
+        if row is not None and e164 is not None and Permission.COND in (
+            row.automated, row.interpersonal
+        ):
+            history.observe(e164, destination, now)
+
+
+def _replace_allocation(data: PolicyData, allocation: AllocationView | None) -> PolicyData:
+    return PolicyData(
+        settings=data.settings,
+        plan=data.plan,
+        lists=data.lists,
+        allocation=allocation,
+        history=data.history,
+    )
+
+
+def _open_allocation(path: Path) -> CachedAllocation | None:
+    """The allocation data at `path` behind a cache, or None when nothing was imported."""
+    if not Path(path).exists():
+        return None
+    from proxy.policy.allocation import AllocationStore
+
+    store = AllocationStore(path)
+    if not store.loaded:
+        store.close()
+        return None
+    return CachedAllocation(store)
