@@ -112,7 +112,9 @@ CREATE TABLE IF NOT EXISTS imports (
 
 # Name-table preference: identifiants CE holds legal names for most codes; MAJRIO (newer) names
 # four more (README fact 6).
-_NAME_ORDER = {"identifiants_CE": 0, "MAJRIO": 1}
+_NAME_SQL = (
+    "SELECT name FROM operators WHERE code = {code} ORDER BY dataset != 'identifiants_CE' LIMIT 1"
+)
 _BLOCK_ORDER = {"MAJNUM": 0, "MAJNFB": 1}
 
 
@@ -375,9 +377,8 @@ class AllocationStore:
 
     def holder_name(self, code: str) -> str | None:
         """The operator name for an ARCEP operator code (identifiants CE first, then MAJRIO)."""
-        rows = self._db.execute("SELECT dataset, name FROM operators WHERE code = ?", (code,))
-        best = sorted(rows, key=lambda r: _NAME_ORDER.get(r[0], 9))
-        return best[0][1] if best else None
+        row = self._db.execute(_NAME_SQL.format(code="?"), (code,)).fetchone()
+        return row[0] if row else None
 
     def lookup(self, e164: str) -> Allocation | None:
         """The longest allocated or frozen block holding the number, or None.
@@ -394,7 +395,8 @@ class AllocationStore:
         candidates = [national[:size] for size in range(len(national), 0, -1)]
         marks = ",".join("?" * len(candidates))
         block = self._db.execute(
-            "SELECT prefix, holder_code, territory, allocated_on, dataset FROM blocks "
+            "SELECT prefix, holder_code, territory, allocated_on, "
+            f"({_NAME_SQL.format(code='blocks.holder_code')}) FROM blocks "
             f"WHERE number_length = ? AND prefix IN ({marks}) "
             "ORDER BY length(prefix) DESC, dataset = 'MAJNFB' LIMIT 1",
             (len(national), *candidates),
@@ -408,11 +410,11 @@ class AllocationStore:
             return Allocation(frozen[0], "", None, None, True, None, frozen[1])
         if block is None:
             return None
-        prefix, code, territory, allocated_on, _ = block
+        prefix, code, territory, allocated_on, name = block
         return Allocation(
             block=prefix,
             holder_code=code,
-            holder_name=self.holder_name(code),
+            holder_name=name,
             territory=territory,
             frozen=False,
             allocated_on=dt.date.fromisoformat(allocated_on) if allocated_on else None,
