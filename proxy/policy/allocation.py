@@ -9,6 +9,10 @@ answers `lookup(number)` with the longest matching block, in at most one indexed
 Files are recognised by their header line, not their name; the name only tells MAJNFB (same
 header as MAJNUM) apart. An import replaces each dataset it carries as a whole, in one
 transaction, so importing the same files again is a no-op and a bad file leaves the old data.
+
+Additions to the design contract: `Allocation.frozen_type`; `ImportReport` / `ImportedFile`
+fields; `AllocationImportError`; `AllocationStore.close()`, context-manager use, `imported()`
+and `holder_name(code)`. `lookup` accepts any notation, short codes included.
 """
 
 from __future__ import annotations

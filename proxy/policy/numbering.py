@@ -19,6 +19,9 @@ Rules follow regulation.md §4 and the normalisation notes at the top of §8:
 
 `normalise_number` and `number_from_uri` never raise: anything unreadable is
 `NumberKind.INVALID` with a `reason`.
+
+Additions to the design contract: `national_to_e164(national)` and the `DOM_PREFIXES` map (used by
+the allocation store and tests); `normalise_number` also accepts URI/name-addr text.
 """
 
 from __future__ import annotations

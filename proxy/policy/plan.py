@@ -8,6 +8,10 @@ prefix, skipping rows not yet in force on the call date. The rules engine decide
 
 Lookups are a dictionary probe per candidate prefix length (at most 16), so classification is
 O(digits) and allocation-free apart from the slices.
+
+Additions to the design contract: `PlanRow.confidence` (last field, default "") and
+`PlanRow.in_force(on)`; `NumberingPlan.rows` and the `NumberingPlan(rows)` constructor;
+`SHIPPED_PLAN`; rows with `kind: anonymous|alphanumeric|invalid` (keys "kind:<kind>").
 """
 
 from __future__ import annotations
