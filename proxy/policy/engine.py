@@ -205,7 +205,8 @@ def _judged_numbers(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]
         return [("diversion", identity.diverted_from)]
     numbers: list[tuple[Role, CallerNumber]] = []
     seen: set[str] = set()
-    if not identity.masked and identity.from_number.kind is not NumberKind.ANONYMOUS:
+    # Privacy: id with a numbered From still presents (and the MAN signs) From's number.
+    if identity.from_number.kind is not NumberKind.ANONYMOUS:
         numbers.append(("from", identity.from_number))
         if identity.from_number.e164:
             seen.add(identity.from_number.e164)
@@ -245,7 +246,6 @@ def evaluate(
     if (
         source.require_from_pai_equal
         and identity.diverted_from is None
-        and not identity.masked
         and identity.from_number.e164
         and identity.pai
         and identity.from_number.e164 not in {p.e164 for p in identity.pai}

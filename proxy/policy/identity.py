@@ -58,8 +58,8 @@ class CallerIdentity:
 
     @property
     def caller(self) -> CallerNumber | None:
-        """The presented caller number: From's, or the first PAI's when From is masked."""
-        if self.masked or self.from_number.kind is NumberKind.ANONYMOUS:
+        """The presented caller number: From's, or the first PAI's when From is anonymous."""
+        if self.from_number.kind is NumberKind.ANONYMOUS:
             return self.pai[0] if self.pai else None
         return self.from_number
 
