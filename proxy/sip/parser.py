@@ -199,7 +199,7 @@ def _salvage(data: bytes) -> tuple[str | None, list[tuple[str, str]] | None]:
             continue
         canonical = canonical_name(name.decode("ascii"))
         if canonical.lower() in ("via", "from", "to", "call-id", "cseq"):
-            value = " ".join(line[colon + 1 :].decode(_ENC, _ERRORS).split())
+            value = line[colon + 1 :].strip(b" \t").decode(_ENC, _ERRORS)
             pairs.append((canonical, value))
     return method, reply_headers_of(pairs)
 
