@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
 
 import phonenumbers
 import pytest
@@ -349,3 +351,39 @@ def _check_invariants(number: CallerNumber) -> None:
         assert number.e164 is None
     if number.kind is NumberKind.INVALID:
         assert number.reason
+
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "fr-numbering"
+
+# ARCEP `Territoire` -> regions the normaliser may give (Réunion blocks are also numbered for
+# Mayotte under "La Réunion - Océan indien").
+_TERRITORY_REGIONS = {
+    "Métropole": {"FR"},
+    "National": {"FR"},
+    "La Réunion": {"RE"},
+    "La Réunion - Océan indien": {"RE", "YT"},
+    "Mayotte": {"YT"},
+    "Guadeloupe, St Martin et St Barthélemy": {"GP", "MF", "BL"},
+    "Martinique": {"MQ"},
+    "Guyane": {"GF"},
+    "Saint Pierre et Miquelon": {"PM"},
+}
+
+
+@pytest.mark.skipif(
+    not (SHARED / "MAJNUM.csv").is_file(),
+    reason=f"shared ARCEP test data not found at {SHARED} (see its README.md)",
+)
+def test_region_mapping_agrees_with_every_majnum_block() -> None:
+    """Each 10-digit MAJNUM block maps to a country code/region of its ARCEP territory."""
+    mismatches = []
+    with (SHARED / "MAJNUM.csv").open(encoding="latin-1", newline="") as handle:
+        rows = csv.reader(handle, delimiter=";")
+        next(rows)
+        for prefix, first, _last, _code, territory, _date in rows:
+            if len(first) != 10:
+                continue
+            mapped = national_to_e164(first)
+            if mapped is None or mapped[1] not in _TERRITORY_REGIONS[territory]:
+                mismatches.append((prefix, territory, mapped))
+    assert mismatches == []
