@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import textwrap
 from pathlib import Path
@@ -477,3 +478,46 @@ def test_missing_plan_file(tmp_path: Path) -> None:
 def test_plan_error_is_a_value_error() -> None:
     """Callers that catch ValueError (config loading) also catch PlanError."""
     assert issubclass(PlanError, ValueError)
+
+
+# ------------------------------------------------------- cross-check with ARCEP's own types
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "fr-numbering"
+
+# GELNUM `Type` (ARCEP's category of a frozen block) -> plan categories it may classify as.
+_GELNUM_TYPES = {
+    "Numéros polyvalents vérifiés": {"npv"},
+    "Numéros polyvalents utilisables pour les échanges avec une plateforme technique": {"platform"},
+    "Numéros mobiles": {"mobile"},
+    "Numéros mobiles de longueur étendue": {"mobile_m2m"},
+    "Numéros polyvalents": {"geographic_polyvalent", "geographic", "polyvalent", "spm"},
+    "Numéros spéciaux à tarification gratuite": {"special_free"},
+    "Numéros spéciaux à tarification banalisée": {"special_banalise"},
+    "Numéros spéciaux vocaux à tarification majorée": {"special_surcharged", "special_premium"},
+    "Numéro court à tarification gratuite": {"short_free_30_31"},
+    "Numéro court généraliste": {"short_surcharged"},
+    "Numéro court de renseignements téléphoniques": {"directory"},
+    "Numéro court d'assistance opérateur": {"service_or_emergency"},
+    "Numéro d'intérêt général": {"service_or_emergency"},
+}
+
+
+@pytest.mark.skipif(
+    not (SHARED / "GELNUM.csv").is_file(),
+    reason=f"shared ARCEP test data not found at {SHARED} (see its README.md)",
+)
+def test_plan_agrees_with_gelnum_types(plan: NumberingPlan) -> None:
+    """Every frozen number block classifies into the category ARCEP gives it."""
+    mismatches = []
+    with (SHARED / "GELNUM.csv").open(encoding="latin-1", newline="") as handle:
+        rows = csv.reader(handle, delimiter=";")
+        next(rows)
+        for prefix, kind, *_ in rows:
+            if not kind.startswith("Num"):
+                continue  # point codes, routing and RIO prefixes: not numbers
+            width = 14 if "longueur étendue" in kind else 10
+            text = prefix.ljust(width, "0") if prefix.startswith("0") else prefix
+            category = plan.classify(normalise_number(text), TODAY).category
+            if category not in _GELNUM_TYPES[kind]:
+                mismatches.append((prefix, kind, category))
+    assert mismatches == []
