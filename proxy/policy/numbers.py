@@ -779,7 +779,7 @@ class NumberStore:
                     "customer": k[1],
                     "from": datetime.fromtimestamp(k[2], tz).isoformat(),
                     "until": datetime.fromtimestamp(k[3], tz).isoformat(),
-                    **({"origin": k[4]} if k[4] != "manual" else {}),
+                    "origin": k[4],
                     **({"spc": k[5]} if k[5] else {}),
                     "numbers": v,
                 }
