@@ -154,20 +154,26 @@ class ClientTransaction(Transaction):
     def __init__(
         self,
         key: TransactionKey,
-        request: Request,
+        method: str,
         data: bytes,
         destination: Destination,
         *,
+        request: Request | None,
         now: float,
         heap: DeadlineHeap[TimerName],
         settings: TimerSettings,
         forget: Callable[[TransactionKey], object],
     ) -> None:
-        """Create the transaction; `start` sends the request."""
+        """Create the transaction for `data` (the wire form); `start` sends it.
+
+        `request` is the parsed form, needed by INVITE transactions to build the ACK and
+        the CANCEL (RFC 3261 §17.1.1.3, §9.1); requests the core builds itself (OPTIONS
+        pings, CANCELs) may leave it out.
+        """
         super().__init__(key, destination, now=now, heap=heap, settings=settings, forget=forget)
         self.request = request
         self.data = data
-        self.method = request.method
+        self.method = method
         self._ack: bytes | None = None
 
     def start(self, now: float) -> list[TransactionOutput]:
@@ -185,6 +191,8 @@ class ClientTransaction(Transaction):
     def build_cancel(self) -> bytes:
         """The CANCEL for this INVITE (RFC 3261 §9.1); the caller sends it in its own
         non-INVITE client transaction and then calls `cancel_sent`."""
+        if self.request is None:
+            raise ValueError("a CANCEL needs the INVITE it cancels")
         return build_cancel(self.request)
 
     def cancel_sent(self, now: float) -> list[TransactionOutput]:
@@ -199,9 +207,10 @@ class ClientTransaction(Transaction):
         elif effect is Do.DELIVER:
             out.append(ResponseReceived(self, cast("Response", msg)))
         elif effect is Do.SEND_ACK:
-            if self._ack is None:
+            if self._ack is None and self.request is not None:
                 self._ack = build_ack(self.request, cast("Response", msg))
-            out.append(Transmit(self._ack, self.destination))
+            if self._ack is not None:
+                out.append(Transmit(self._ack, self.destination))
         elif effect is Do.REPORT_TIMEOUT:
             out.append(TimedOut(self))
         elif effect is Do.REPORT_TIMER_C:

@@ -136,21 +136,24 @@ class TransactionManager:
 
     def create_client(
         self,
-        request: Request,
+        method: str,
         data: bytes,
         branch: str,
         destination: Destination,
         now: float,
+        request: Request | None = None,
     ) -> tuple[ClientTransaction, list[TransactionOutput]]:
-        """Open a client transaction for `request` (wire form `data`, top Via branch `branch`)
-        and start it: the first output sends the request."""
-        key = client_key(branch, request.method)
-        cls = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
+        """Open a client transaction for a request of `method` (wire form `data`, our top
+        Via branch `branch`) and start it: the first output sends the request. INVITEs
+        pass the parsed `request`, from which the ACK and CANCEL are built."""
+        key = client_key(branch, method)
+        cls = InviteClientTransaction if method == "INVITE" else NonInviteClientTransaction
         tx = cls(
             key,
-            request,
+            method,
             data,
             destination,
+            request=request,
             now=now,
             heap=self._heap,
             settings=self.settings,
