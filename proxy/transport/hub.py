@@ -13,7 +13,7 @@ import contextlib
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import structlog
 
@@ -56,8 +56,8 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         self.local: Address = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # Not every loop's datagram transport subclasses asyncio.DatagramTransport (uvloop).
+        self.transport = cast(asyncio.DatagramTransport, transport)
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
@@ -92,8 +92,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
         subject = peer_subject(transport.get_extra_info("ssl_object"))
@@ -160,9 +159,10 @@ class TransportHub:
         # Bursts of datagrams must not be dropped by a small kernel buffer while the loop works.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        local = sock.getsockname()
         _, protocol = await loop.create_datagram_endpoint(lambda: _UdpEndpoint(self), sock=sock)
         self._udp.append(protocol)
-        return protocol.local
+        return (local[0], local[1])
 
     async def listen_stream(
         self,
@@ -270,8 +270,7 @@ class TransportHub:
             )
             self._unregister(connection)
             return
-        writer_transport = transport
-        assert isinstance(writer_transport, asyncio.Transport)
+        writer_transport = cast(asyncio.Transport, transport)
         connection.writer = _TransportWriter(writer_transport)
         for data in connection.pending:
             writer_transport.write(data)
@@ -353,8 +352,7 @@ class _AdoptingProtocol(asyncio.Protocol):
         self.inner = inner
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.inner.transport = transport
+        self.inner.transport = cast(asyncio.Transport, transport)
         connection = self.inner.connection
         assert connection is not None
         sockname = transport.get_extra_info("sockname")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from proxy.policy.rules import RULES_BY_ID
 from tests.integration.harness import ProxyProcess, free_port, start_proxy
 
 
@@ -28,7 +29,7 @@ def base_config(
     }
     policy.update(source_policy or {})
     if rules_off:
-        policy["rules"] = {"*": "off"}
+        policy["rules"] = {rule_id: "off" for rule_id in RULES_BY_ID}
     source: dict[str, Any] = {
         "name": "pbx",
         "addresses": ["127.0.0.1/32"],

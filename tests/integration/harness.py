@@ -222,11 +222,11 @@ def start_sipp(
         sipp, *scenario_args,
         "-i", local_ip, "-p", str(local_port), "-t", transport,
         "-m", str(calls), "-timeout", f"{int(timeout)}s", "-timeout_error",
-        "-nostdin", "-trace_err", "-max_socket", "200",
+        "-nostdin", "-trace_err", "-max_socket", "200", "-d", "100",
     ]
     if trace_msg:
         args.append("-trace_msg")
-    merged = {"from_user": "+33162000001", "pai_user": "+33162000001", "hold_ms": "100"}
+    merged = {"from_user": "+33162000001", "pai_user": "+33162000001"}
     merged.update(keys or {})
     for key, value in merged.items():
         args += ["-key", key, value]
