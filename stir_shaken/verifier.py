@@ -232,8 +232,8 @@ class Verifier:
                 spc=checked.spc,
             )
             return self._verify_divs(base, divs, now=now, date=date, lookup=lookup, target=target)
-        assert first_failure is not None
-        return first_failure
+        # `primaries` is non-empty and every iteration that did not return recorded a failure.
+        return first_failure or _failed(500, "no Identity header could be checked")
 
     def _verify_divs(
         self,
@@ -246,9 +246,8 @@ class Verifier:
         target: str,
     ) -> VerificationResult:
         """Step 11 (RFC 8946 §6): each div PASSporT continues the shaken one."""
-        if not divs:
+        if not divs or base.claims is None:
             return base
-        assert base.claims is not None
         orig = base.claims["orig"]["tn"]
         reachable = set(base.claims["dest"]["tn"])
         results: list[VerificationResult] = []
