@@ -158,6 +158,7 @@ class Worker:
         if self._timer is not None:
             self._timer.cancel()
         if self.components is not None:
+            await self.components.aclose()
             await asyncio.get_running_loop().run_in_executor(None, self.components.close)
         await self.hub.close()
         self._stopping.set()
@@ -323,9 +324,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         try:
             config = await loop.run_in_executor(None, load_config, self.config_path)
-            components = await loop.run_in_executor(
-                None, build_components, config, self.config_path, self.index
-            )
+            # Built on the loop thread: the hot path uses these stores from this thread.
+            components = build_components(config, self.config_path, self.index)
         except (ConfigError, OSError, ValueError) as exc:
             self.metrics.reloads.labels(result="failed").inc()
             log.error("reload.failed", error=str(exc))
@@ -337,6 +337,7 @@ class Worker:
         self.core.replace_steps(components.source_steps, components.trunk_steps)
         self._dispatch(ConfigReloaded(config))
         if old is not None:
+            await old.aclose()
             await loop.run_in_executor(None, old.close)
         self.metrics.reloads.labels(result="ok").inc()
         log.info("reload.done")
