@@ -51,10 +51,20 @@ class CallerIdentity:
     principal: str | None = None
     """The principal the marker names, if any."""
     marker_value: str | None = None
-    destination: str | None = None
-    """The callee (To), E.164 when it is a number: the key of the per-number flow history."""
+    to_uri: str | None = None
+    """The callee's URI text (To); see `destination`."""
     call_id: str | None = None
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def destination(self) -> str | None:
+        """The callee, E.164 when it is a number: the key of the per-number flow history.
+
+        Computed on demand: only the plan's conditional cells need it."""
+        if not self.to_uri:
+            return None
+        number = cached_number(self.to_uri)
+        return number.e164 or number.national or self.to_uri.strip()
 
     @property
     def caller(self) -> CallerNumber | None:
@@ -77,6 +87,38 @@ def _name_addr(value: str) -> NameAddr | None:
         return parse_name_addr(value.strip())
     except SipParseError:
         return None
+
+
+# Caller numbers repeat: a call centre presents a few thousand numbers at most. Reading one is
+# a URI parse plus normalisation (tens of µs); the cache makes the hot path a dictionary probe.
+# number_from_uri is a pure function of the URI text, so caching cannot change a decision.
+_CACHE_MAX = 65_536
+_number_cache: dict[str, CallerNumber] = {}
+
+
+def cached_number(uri_text: str) -> CallerNumber:
+    """`number_from_uri(uri_text)`, memoised (bounded)."""
+    found = _number_cache.get(uri_text)
+    if found is None:
+        if len(_number_cache) >= _CACHE_MAX:
+            _number_cache.clear()
+        found = _number_cache[uri_text] = number_from_uri(uri_text)
+    return found
+
+
+def _addr_spec(value: str) -> str:
+    """The URI of a name-addr/addr-spec header value, without display name or header params.
+
+    RFC 3261 §20.10: the URI is inside the last <...> (a quoted display name may hold '<'
+    before it; a URI cannot hold '<' or '>'); without brackets, ';' starts header params.
+    """
+    start = value.rfind("<")
+    if start >= 0:
+        end = value.find(">", start)
+        return value[start + 1 : end if end > 0 else len(value)].strip()
+    return value.partition(";")[0].strip() if value.lstrip()[:4].lower() != "tel:" else (
+        value.strip()
+    )
 
 
 def _values(headers: Iterable[str]) -> list[str]:
@@ -162,16 +204,12 @@ def identity_from_values(
     policy = source or SourcePolicy()
     from_number = number_from_uri(from_value) if from_value else normalise_number("")
     pai_numbers = tuple(number_from_uri(v) for v in _values(pai))
-    destination = None
-    if to_value:
-        to_number = number_from_uri(to_value)
-        destination = to_number.e164 or to_number.national or to_value.strip()
     diverted = _diverting_from_diversion(_values(diversion)) or _diverting_from_history(
         _values(history_info)
     )
     return _assemble(
-        method, from_number, pai_numbers, parse_privacy(privacy), diverted, destination,
-        marker_value, policy, call_id,
+        method, from_number, pai_numbers, parse_privacy(privacy), diverted,
+        _addr_spec(to_value) if to_value else None, marker_value, policy, call_id,
     )
 
 
@@ -181,7 +219,7 @@ def _assemble(
     pai: tuple[CallerNumber, ...],
     privacy: frozenset[str],
     diverted: CallerNumber | None,
-    destination: str | None,
+    to_uri: str | None,
     marker_value: str | None,
     policy: SourcePolicy,
     call_id: str | None,
@@ -198,7 +236,7 @@ def _assemble(
         kind=kind,
         principal=principal,
         marker_value=value,
-        destination=destination,
+        to_uri=to_uri,
         call_id=call_id,
         notes=notes,
     )
@@ -228,23 +266,27 @@ def _marker_from_request(request: Request, marker: Marker | None) -> str | None:
 
 def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdentity:
     """Build the identity of a parsed request for a source."""
-    from_number = number_from_uri(request.from_.uri)
+    from_value = request.get("From") or ""
     pai: list[CallerNumber] = []
-    for value in _values(request.get_all("P-Asserted-Identity")):
-        entry = _name_addr(value)
-        pai.append(number_from_uri(entry.uri) if entry else normalise_number(value))
-    diverted = _diverting_from_diversion(_values(request.get_all("Diversion")))
+    for header in request.get_all("P-Asserted-Identity"):
+        for value in split_values(header) if "," in header else (header,):
+            if value.strip():
+                pai.append(cached_number(_addr_spec(value)))
+    diverted = None
+    diversion = request.get_all("Diversion")
+    if diversion:
+        diverted = _diverting_from_diversion(_values(diversion))
     if diverted is None:
-        diverted = _diverting_from_history(_values(request.get_all("History-Info")))
-    to_number = number_from_uri(request.to.uri)
-    destination = to_number.e164 or to_number.national or str(request.to.uri)
+        history = request.get_all("History-Info")
+        if history:
+            diverted = _diverting_from_history(_values(history))
     return _assemble(
         request.method,
-        from_number,
+        cached_number(_addr_spec(from_value)),
         tuple(pai),
         parse_privacy(request.get("Privacy")),
         diverted,
-        destination,
+        _addr_spec(request.get("To") or ""),
         _marker_from_request(request, source.marker),
         source,
         request.call_id,

@@ -403,8 +403,22 @@ class ListSnapshot:
         must then be that principal's (L.221-17: the number of the professional on whose
         behalf the call is made).
         """
-        holders = self.holders(e164)
-        delegations = self.delegations(e164)
+        # One pass over the number's prefix keys for both indexes (hot path).
+        held_found: list[str] = []
+        delegations: list[Delegation] = []
+        held, delegated = self._held, self._delegated
+        digits = e164[1:]
+        width = len(digits)
+        value = int(digits)
+        for free in range(width):
+            key = (value // _POW10[free]) * 16 + width
+            h = held.get(key)
+            if h:
+                held_found.extend(x.holder for x in h)
+            d = delegated.get(key)
+            if d:
+                delegations.extend(d)
+        holders = tuple(held_found)
         if customer is None:
             return ListMatch(None, reason="the source names no customer", holders=holders)
         if customer in holders and principal in (None, customer):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.core.decision import Assessment, Continue, Decision, Origin, Reject
 from proxy.policy.audit import AuditEntry, AuditLog
 from proxy.policy.engine import AllocationLike, AllocationView, PolicyData, Verdict, evaluate
-from proxy.policy.identity import identity_from_request
+from proxy.policy.identity import CallerIdentity, identity_from_request
 from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan, Permission
 from proxy.policy.settings import PolicySettings, SourcePolicy
@@ -74,15 +74,20 @@ class CachedAllocation:
         self._cache: dict[str, AllocationLike | None] = {}
 
     def lookup(self, e164: str) -> AllocationLike | None:
-        """The block of `e164` (cached)."""
+        """The block of `e164` (cached per 1,000-number block)."""
+        # ARCEP allocates ten-digit numbers in blocks of at least 1,000 (MAJNUM's EZABPQM is at
+        # most 8 characters: 0 + 7 digits; allocations go in 1,000s since 1 Jul 2023), and
+        # GELNUM freezes no finer: numbers equal but for their last three digits share a block.
+        # Ten-digit national numbers are +33 + 9 or +262/+590/+594/+596 + 9 digits.
+        key = e164[:-3] if len(e164) in (12, 13) else e164
         try:
-            return self._cache[e164]
+            return self._cache[key]
         except KeyError:
             pass
         if len(self._cache) >= self.maxsize:
             self._cache.clear()
         found: AllocationLike | None = self.store.lookup(e164)
-        self._cache[e164] = found
+        self._cache[key] = found
         return found
 
     def clear(self) -> None:
@@ -195,8 +200,8 @@ class PolicyStep:
                 text=_safe(verdict.rejecting.reason),
                 rule_id=verdict.rejecting.rule_id,
             )
-        elif self.history is not None and identity.destination:
-            _observe(self.history, verdict, identity.destination, now)
+        elif self.history is not None:
+            _observe(self.history, verdict, identity, now)
         if self.audit is not None:
             self.audit.record(
                 AuditEntry.of(
@@ -238,7 +243,9 @@ class PolicyStep:
                 self.lists.close()
 
 
-def _observe(history: FlowHistory, verdict: Verdict, destination: str, now: float) -> None:
+def _observe(
+    history: FlowHistory, verdict: Verdict, identity: CallerIdentity, now: float
+) -> None:
     """Note where numbers of `cond` plan cells called (the flow exception's history)."""
     for item in verdict.judged:
         row = item.row
@@ -246,7 +253,9 @@ def _observe(history: FlowHistory, verdict: Verdict, destination: str, now: floa
         if row is not None and e164 is not None and Permission.COND in (
             row.automated, row.interpersonal
         ):
-            history.observe(e164, destination, now)
+            destination = identity.destination
+            if destination:
+                history.observe(e164, destination, now)
 
 
 def _replace_allocation(data: PolicyData, allocation: AllocationView | None) -> PolicyData:
