@@ -55,6 +55,7 @@ from proxy.sip.message import (
     parse_message,
     reply_headers_of,
 )
+from proxy.sip.uri import SipUri
 from proxy.sip.validate import check_request
 from proxy.transaction import (
     AckReceived,
@@ -612,9 +613,10 @@ class ProxyCore:
         values = request.get_all("Route")
         if not values:
             return
-        if routes.is_us(request.uri, local_host):
-            # The previous hop was a strict router: our Record-Route went into the
-            # Request-URI and the real target is the last Route value.
+        uri = request.uri
+        if isinstance(uri, SipUri) and uri.user is None and routes.is_us(uri, local_host):
+            # The previous hop was a strict router: our Record-Route value (no user part)
+            # went into the Request-URI and the real target is the last Route value.
             request.uri = parse_name_addr(values[-1]).uri
             request.remove("Route")
             for value in values[:-1]:
