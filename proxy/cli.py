@@ -39,16 +39,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     from proxy.runtime import run
 
+    workers: int = args.workers
+    worker_index: int | None = args.worker_index
     return run(
-        config, config_path=Path(args.config), workers=args.workers,
-        worker_index=args.worker_index,
+        config, config_path=Path(args.config), workers=workers, worker_index=worker_index
     )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from proxy.demo import demo
 
-    return demo(calls=args.calls)
+    calls: int = args.calls
+    return demo(calls=calls)
 
 
 def build_parser() -> argparse.ArgumentParser:

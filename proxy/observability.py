@@ -59,65 +59,67 @@ class Metrics:
         from prometheus_client import REGISTRY
 
         self.registry = registry or REGISTRY
-        kwargs = {"registry": self.registry}
+        registry = self.registry
         self.requests = Counter(
             "sipguard_requests_total", "SIP requests handled, by method and origin",
-            ["method", "origin"], **kwargs,
+            ["method", "origin"], registry=registry,
         )
         self.transactions = Counter(
             "sipguard_transactions_total",
             "Transactions ended, by method, final status and origin/trunk",
-            ["method", "status", "origin", "trunk"], **kwargs,
+            ["method", "status", "origin", "trunk"], registry=registry,
         )
         self.transaction_seconds = Histogram(
             "sipguard_transaction_seconds", "Request to final response, by method",
             ["method"], buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 32, 64, 180),
-            **kwargs,
+            registry=registry,
         )
         self.policy_verdicts = Counter(
             "sipguard_policy_verdicts_total", "Policy decisions, by verdict, rule and source",
-            ["verdict", "rule", "source"], **kwargs,
+            ["verdict", "rule", "source"], registry=registry,
         )
         self.identity_results = Counter(
             "sipguard_identity_total", "Signatures and verifications, by operation and code",
-            ["operation", "code"], **kwargs,
+            ["operation", "code"], registry=registry,
         )
         self.x5u_fetches = Counter(
-            "sipguard_x5u_fetches_total", "Certificate fetches by result", ["result"], **kwargs,
+            "sipguard_x5u_fetches_total", "Certificate fetches by result", ["result"],
+            registry=registry,
         )
         self.x5u_cache = Counter(
             "sipguard_x5u_cache_total", "Certificate cache lookups by outcome", ["outcome"],
-            **kwargs,
+            registry=registry,
         )
         self.x5u_fetch_seconds = Histogram(
-            "sipguard_x5u_fetch_seconds", "Certificate fetch latency", **kwargs,
+            "sipguard_x5u_fetch_seconds", "Certificate fetch latency", registry=registry,
         )
         self.trunk_up = Gauge(
             "sipguard_trunk_up", "1 when the trunk answers its OPTIONS pings", ["trunk"],
-            multiprocess_mode="max", **kwargs,
+            multiprocess_mode="max", registry=registry,
         )
         self.parse_errors = Counter(
             "sipguard_parse_errors_total", "Messages that could not be parsed or framed",
-            ["kind"], **kwargs,
+            ["kind"], registry=registry,
         )
         self.dropped = Counter(
             "sipguard_dropped_total", "Messages dropped without an answer, by reason",
-            ["reason"], **kwargs,
+            ["reason"], registry=registry,
         )
         self.internal_errors = Counter(
             "sipguard_internal_errors_total", "Exceptions caught at the shell boundary (bugs)",
-            **kwargs,
+            registry=registry,
         )
         self.audit_queue = Gauge(
             "sipguard_audit_queue_depth", "Audit records waiting to be written",
-            multiprocess_mode="sum", **kwargs,
+            multiprocess_mode="sum", registry=registry,
         )
         self.reloads = Counter(
-            "sipguard_reloads_total", "Configuration reloads by result", ["result"], **kwargs,
+            "sipguard_reloads_total", "Configuration reloads by result", ["result"],
+            registry=registry,
         )
         self.listeners_bound = Gauge(
             "sipguard_listeners_bound", "Listening sockets bound", multiprocess_mode="max",
-            **kwargs,
+            registry=registry,
         )
 
     def transaction_ended(self, ended: TransactionEnded) -> None:

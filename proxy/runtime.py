@@ -153,8 +153,11 @@ class Worker:
 
     async def stop(self) -> None:
         """Flush the audit store, close the sockets, release `serve_forever`."""
+        current = asyncio.current_task()
         for task in list(self._background):
-            task.cancel()
+            # drain() ends by calling stop(): it must not cancel itself half-way.
+            if task is not current:
+                task.cancel()
         if self._timer is not None:
             self._timer.cancel()
         if self.components is not None:
@@ -358,10 +361,10 @@ async def _serve(config: Config, config_path: Path | None, index: int, workers: 
 
     def on_term() -> None:
         if not worker.draining:
-            loop.create_task(worker.drain(config.routing.drain_seconds))
+            worker._spawn(worker.drain(config.routing.drain_seconds))
 
     def on_hup() -> None:
-        loop.create_task(worker.reload())
+        worker._spawn(worker.reload())
 
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_term)

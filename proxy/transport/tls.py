@@ -27,7 +27,7 @@ def server_context(
 def client_context(
     ca_file: Path | None, cert_file: Path | None = None, key_file: Path | None = None
 ) -> ssl.SSLContext:
-    """A TLS client context towards a trunk, verifying it against `ca_file` (or the system store)."""
+    """A TLS client context towards a trunk, verified against `ca_file` or the system store."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert_file is not None and key_file is not None:
@@ -43,7 +43,8 @@ def peer_subject(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None
     if not cert:
         return None
     parts = []
-    for rdn in cert.get("subject", ()):
+    subject: tuple[tuple[tuple[str, str], ...], ...] = cert.get("subject", ())  # type: ignore[assignment]
+    for rdn in subject:
         for key, value in rdn:
             short = {"commonName": "CN", "organizationName": "O",
                      "organizationalUnitName": "OU", "countryName": "C"}.get(key, key)
