@@ -41,7 +41,13 @@ BASE_CONFIG: dict[str, Any] = {
                 "routes": [{"prefix": "+3399", "pbx": "pbx2"}, {"prefix": "+339", "pbx": "pbx1"}],
             },
         },
-        {"name": "op2", "host": "198.51.100.20", "port": 5060, "options_interval": 30},
+        {
+            "name": "op2",
+            "host": "198.51.100.20",
+            "port": 5060,
+            "options_interval": 30,
+            "options_failures": 2,
+        },
     ],
     "sources": [
         {
@@ -186,9 +192,20 @@ class Harness:
         return actions
 
 
-def sends(actions: Iterable[Action], to: tuple[str, int] | None = None) -> list[Send]:
-    """The Send actions, optionally only those to `to`."""
-    return [a for a in actions if isinstance(a, Send) and (to is None or a.remote == to)]
+def is_ping(send: Send) -> bool:
+    """True for the core's own trunk OPTIONS pings (and nothing a test sends)."""
+    return send.data.startswith(b"OPTIONS ") and b"Call-ID: sgping-" in send.data
+
+
+def sends(
+    actions: Iterable[Action], to: tuple[str, int] | None = None, *, pings: bool = False
+) -> list[Send]:
+    """The Send actions, optionally only those to `to`; trunk pings left out unless asked."""
+    return [
+        a
+        for a in actions
+        if isinstance(a, Send) and (to is None or a.remote == to) and (pings or not is_ping(a))
+    ]
 
 
 def parsed(
