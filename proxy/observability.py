@@ -60,10 +60,6 @@ class Metrics:
 
         self.registry = registry or REGISTRY
         registry = self.registry
-        self.requests = Counter(
-            "sipguard_requests_total", "SIP requests handled, by method and origin",
-            ["method", "origin"], registry=registry,
-        )
         self.transactions = Counter(
             "sipguard_transactions_total",
             "Transactions ended, by method, final status and origin/trunk",

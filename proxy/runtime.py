@@ -96,7 +96,9 @@ class Worker:
                 # A private port per worker (kernel-chosen) so responses find this worker.
                 private = await self._bind(listener, 0, reuse_port=False)
                 self.private.append((listener.transport, private))
-        self.components = build_components(self.config, self.config_path, worker=self.index)
+        self.components = build_components(
+            self.config, self.config_path, worker=self.index, metrics=self.metrics
+        )
         self.core = ProxyCore(
             self.config,
             source_steps=self.components.source_steps,
@@ -328,7 +330,7 @@ class Worker:
         try:
             config = await loop.run_in_executor(None, load_config, self.config_path)
             # Built on the loop thread: the hot path uses these stores from this thread.
-            components = build_components(config, self.config_path, self.index)
+            components = build_components(config, self.config_path, self.index, self.metrics)
         except (ConfigError, OSError, ValueError) as exc:
             self.metrics.reloads.labels(result="failed").inc()
             log.error("reload.failed", error=str(exc))

@@ -9,13 +9,64 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxy.config import Config
-from proxy.core.decision import RequestStep
+from proxy.core.decision import Assessment, Decision, Defer, Origin, Reject, RequestStep
+from proxy.observability import Metrics
 from proxy.policy.step import PolicyStep
 from stir_shaken.fetch import X5uFetcher
 from stir_shaken.settings import TrunkVerification
 from stir_shaken.steps import SigningStep, VerificationStep
+
+if TYPE_CHECKING:
+    from proxy.sip.message import Request
+
+_FAILED_PREFIX = "verification.failed:"
+
+
+class CountedStep:
+    """Counts a step's outcomes in the metrics; the step itself stays free of Prometheus."""
+
+    def __init__(self, step: RequestStep, metrics: Metrics) -> None:
+        self.step = step
+        self.name = step.name
+        self.metrics = metrics
+
+    def decide(
+        self, request: Request, origin: Origin, assessment: Assessment, now: float
+    ) -> Decision:
+        """Run the step, then count what it decided."""
+        fired_before = len(assessment.rules_fired)
+        decision = self.step.decide(request, origin, assessment, now)
+        source = origin.name or "unknown"
+        fired = assessment.rules_fired[fired_before:]
+        if self.name == "policy" and request.method in ("INVITE", "MESSAGE"):
+            if isinstance(decision, Reject):
+                self.metrics.policy_verdicts.labels(
+                    verdict="reject", rule=decision.rule_id, source=source).inc()
+            elif fired:
+                for rule in fired:
+                    self.metrics.policy_verdicts.labels(
+                        verdict="monitor", rule=rule, source=source).inc()
+            else:
+                self.metrics.policy_verdicts.labels(
+                    verdict="allow", rule="none", source=source).inc()
+        elif self.name == "signing" and request.get("Identity") is not None:
+            code = str(decision.status) if isinstance(decision, Reject) else "signed"
+            self.metrics.identity_results.labels(operation="sign", code=code).inc()
+        elif self.name == "verification" and request.get("Identity") is not None:
+            failures = [r.removeprefix(_FAILED_PREFIX) for r in fired
+                        if r.startswith(_FAILED_PREFIX)]
+            if isinstance(decision, Reject):
+                code = str(decision.status)
+            elif failures:
+                code = failures[0]
+            else:
+                code = "passed" if not isinstance(decision, Defer) else ""
+            if code:
+                self.metrics.identity_results.labels(operation="verify", code=code).inc()
+        return decision
 
 
 @dataclass
@@ -81,7 +132,9 @@ def _fetch_settings(config: Config) -> TrunkVerification | None:
     return None
 
 
-def build_components(config: Config, config_path: Path | None, worker: int = 0) -> Components:
+def build_components(
+    config: Config, config_path: Path | None, worker: int = 0, metrics: Metrics | None = None
+) -> Components:
     """The steps for requests from sources and from trunks, per the configuration."""
     policy = PolicyStep.from_config(config)
     signing = SigningStep.from_settings(config.signing)
@@ -93,6 +146,11 @@ def build_components(config: Config, config_path: Path | None, worker: int = 0) 
         else None
     )
     components = Components(policy, signing, verification, fetcher)
-    components.source_steps = [policy, signing]
-    components.trunk_steps = [verification]
+    source_steps: list[RequestStep] = [policy, signing]
+    trunk_steps: list[RequestStep] = [verification]
+    if metrics is not None:
+        source_steps = [CountedStep(step, metrics) for step in source_steps]
+        trunk_steps = [CountedStep(step, metrics) for step in trunk_steps]
+    components.source_steps = source_steps
+    components.trunk_steps = trunk_steps
     return components
