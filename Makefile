@@ -16,7 +16,9 @@ unit:
 integration:
 	$(PYTHON) -m pytest -q tests/integration
 
+# On a fresh machine: installs the Python dependencies, then runs the example config.
 run:
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e .
 	$(PYTHON) -m proxy run --config configs/example.yaml
 
 demo:
