@@ -137,6 +137,8 @@ def start_proxy(
     env = dict(os.environ)
     env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
+    # The proxy runs from this checkout whatever `pip install -e` pointed at last.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "proxy", "run", "--config", str(config_path),
@@ -252,3 +254,104 @@ def running(*processes: Sipp | ProxyProcess) -> Iterator[None]:
             elif item.process.poll() is None:
                 item.process.kill()
                 item.process.communicate(timeout=5)
+
+
+# --- helpers for the policy and identity call tests ------------------------------------------
+
+
+def scenario_variant(
+    workdir: Path, scenario: str, replacements: Mapping[str, str], *, name: str | None = None
+) -> str:
+    """Copy scenarios/`scenario` into `workdir` with text replaced; returns its absolute path.
+
+    `start_sipp` accepts the result as its scenario (an absolute path wins over SCENARIOS).
+    """
+    text = (SCENARIOS / scenario).read_text(encoding="iso-8859-1")
+    for old, new in replacements.items():
+        if old not in text:
+            raise ValueError(f"{old!r} is not in {scenario}")
+        text = text.replace(old, new)
+    target = workdir / (name or f"{Path(scenario).stem}_variant_{uuid.uuid4().hex[:6]}.xml")
+    target.write_text(text, encoding="iso-8859-1")
+    return str(target)
+
+
+def received_messages(trace: str, start_line: str) -> list[str]:
+    """The messages of a SIPp -trace_msg log that were received and start with `start_line`.
+
+    `start_line` is a method ("INVITE") or a status line prefix ("SIP/2.0 403").
+    """
+    found: list[str] = []
+    for block in trace.split("-----------------------------------------------"):
+        head, _, message = block.partition("\n\n")
+        if " message received " not in head:
+            continue
+        message = message.lstrip("\r\n")
+        if message.startswith(start_line):
+            found.append(message)
+    return found
+
+
+def header_values(message: str, name: str) -> list[str]:
+    """Every value of header `name` (case-insensitive, no compact forms) in one message."""
+    values: list[str] = []
+    head = message.split("\n\n", 1)[0]
+    for line in head.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name.lower():
+            values.append(value.strip())
+    return values
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `python -m proxy ARGS` (the sipguard command) with a timeout; no shell."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd or REPO,
+    )
+
+
+class SipSink:
+    """A UDP trunk that must receive nothing but OPTIONS: it records every datagram and answers
+    OPTIONS with 200 (so trunk monitoring keeps it up)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import threading
+
+        self.address = (host, port)
+        self.received: list[bytes] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(self.address)
+        self._sock.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sink-{port}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, remote = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.received.append(data)
+            if data.startswith(b"OPTIONS "):
+                self._sock.sendto(self._ok(data), remote)
+
+    @staticmethod
+    def _ok(request: bytes) -> bytes:
+        head = request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+        keep = (b"via:", b"v:", b"from:", b"f:", b"to:", b"t:", b"call-id:", b"i:", b"cseq:")
+        lines = [line for line in head if line.lower().startswith(keep)]
+        return b"\r\n".join([b"SIP/2.0 200 OK", *lines, b"Content-Length: 0", b"", b""])
+
+    def requests(self, method: str) -> list[bytes]:
+        """Received requests of `method`."""
+        return [data for data in self.received if data.startswith(method.encode() + b" ")]
+
+    def close(self) -> None:
+        """Stop the reader thread and close the socket."""
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
