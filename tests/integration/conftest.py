@@ -84,3 +84,10 @@ def proxy_factory(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
 def ports() -> Callable[[], int]:
     """A function returning a fresh free loopback port."""
     return free_port
+
+
+def quick_config(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+    """`base_config` with a short drain, so SIGTERM ends the proxy cleanly (audit flushed)."""
+    config = base_config(tmp_path, **kwargs)
+    config["routing"] = {"drain_seconds": 0.5}
+    return config

@@ -303,7 +303,9 @@ def header_values(message: str, name: str) -> list[str]:
     return values
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m proxy ARGS` (the sipguard command) with a timeout; no shell."""
     return subprocess.run(
         [sys.executable, "-m", "proxy", *args],
