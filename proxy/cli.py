@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from proxy.config import ConfigError, load_config
+from proxy.config import ConfigError, check_signing_credentials, load_config
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -24,6 +24,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    problem = check_signing_credentials(config)
+    if problem is not None:
+        print(f"{args.config_file}: {problem}", file=sys.stderr)
+        return 2
     print(
         f"{args.config_file}: ok ({len(config.listen)} listeners, {len(config.trunks)} trunks, "
         f"{len(config.sources)} sources)"
@@ -37,13 +41,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    problem = check_signing_credentials(config)
+    if problem is not None:
+        print(f"{args.config}: {problem}", file=sys.stderr)
+        return 2
     from proxy.runtime import run
 
     workers: int = args.workers
     worker_index: int | None = args.worker_index
-    return run(
-        config, config_path=Path(args.config), workers=workers, worker_index=worker_index
-    )
+    return run(config, config_path=Path(args.config), workers=workers, worker_index=worker_index)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -253,13 +253,37 @@ def parse_config(data: Any, path: Path | str = "<config>") -> Config:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            location = _format_path([p for p in error["loc"] if not isinstance(p, str) or
-                                     not p.startswith("function-")])
+            location = _format_path(
+                [p for p in error["loc"] if not isinstance(p, str) or not p.startswith("function-")]
+            )
             message = error["msg"].removeprefix("Value error, ")
             # Cross-reference errors carry their own key path in the message.
-            problems.append(message if location == "(top level)" and ": " in message
-                            else f"{location}: {message}")
+            problems.append(
+                message
+                if location == "(top level)" and ": " in message
+                else f"{location}: {message}"
+            )
         raise ConfigError(path, problems) from None
+
+
+def check_signing_credentials(config: Config) -> str | None:
+    """Why the configured signing key cannot be used (permissions, mismatch), or None.
+
+    Issue 4 §4: the proxy refuses to start on a key readable by others or one that does not
+    match its certificate, rather than running in signing outage.
+    """
+    signing = config.signing
+    if not signing.enabled:
+        return None
+    if signing.key_file is None or signing.cert_file is None:
+        return "signing.key_file and signing.cert_file are required when signing is enabled"
+    from stir_shaken.keys import KeyLoadError, load_credentials
+
+    try:
+        load_credentials(signing.key_file, signing.cert_file, list(signing.chain))
+    except KeyLoadError as exc:
+        return f"signing: {exc}"
+    return None
 
 
 def load_config(path: Path | str) -> Config:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -217,8 +219,13 @@ class Worker:
 
     def _execute(self, action: object) -> None:
         if isinstance(action, Send):
-            self.hub.send(action.transport, action.remote, action.data, action.connection_id,
-                          local=action.local)
+            self.hub.send(
+                action.transport,
+                action.remote,
+                action.data,
+                action.connection_id,
+                local=action.local,
+            )
         elif isinstance(action, TransactionEnded):
             self.metrics.transaction_ended(action)
             log.info(
@@ -384,7 +391,10 @@ async def _serve(config: Config, config_path: Path | None, index: int, workers: 
 
 
 def run(
-    config: Config, *, config_path: Path | None = None, workers: int = 1,
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    workers: int = 1,
     worker_index: int | None = None,
 ) -> int:
     """Run the proxy in the foreground until SIGTERM/SIGINT; returns the exit code."""
@@ -399,12 +409,30 @@ def _supervise(config_path: Path | None, workers: int) -> int:
     """Start `workers` processes and relay SIGHUP/SIGTERM/SIGINT to them."""
     if config_path is None:
         raise ValueError("several workers need a config file to start from")
+    # prometheus-client's multiprocess mode: every worker writes its samples under this
+    # folder and worker 0's /metrics sums them. It must be set before the workers import
+    # prometheus_client, hence in their environment.
+    metrics_dir = tempfile.mkdtemp(prefix="sipguard-metrics-")
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
     children: list[subprocess.Popen[bytes]] = []
     for index in range(workers):
-        children.append(subprocess.Popen([
-            sys.executable, "-m", "proxy", "run", "--config", str(config_path),
-            "--workers", str(workers), "--worker-index", str(index),
-        ]))
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "proxy",
+                    "run",
+                    "--config",
+                    str(config_path),
+                    "--workers",
+                    str(workers),
+                    "--worker-index",
+                    str(index),
+                ],
+                env=env,
+            )
+        )
 
     def relay(signum: int, _frame: object) -> None:
         for child in children:
@@ -414,5 +442,5 @@ def _supervise(config_path: Path | None, workers: int) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, relay)
     codes = [child.wait() for child in children]
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return max(codes, default=0)
-
