@@ -38,9 +38,7 @@ def build_app(settings: Admin, worker: Worker) -> web.Application:
     async def readyz(_request: web.Request) -> web.Response:
         checks = worker.readiness()
         ready = all(checks.values())
-        return web.json_response(
-            {"ready": ready, "checks": checks}, status=200 if ready else 503
-        )
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(_registry())

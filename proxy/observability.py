@@ -20,8 +20,22 @@ if TYPE_CHECKING:
     from proxy.core.actions import TransactionEnded
 
 KNOWN_METHODS = frozenset(
-    {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "UPDATE", "INFO", "PRACK",
-     "REFER", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH"}
+    {
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "MESSAGE",
+        "UPDATE",
+        "INFO",
+        "PRACK",
+        "REFER",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REGISTER",
+        "PUBLISH",
+    }
 )
 
 
@@ -63,58 +77,85 @@ class Metrics:
         self.transactions = Counter(
             "sipguard_transactions_total",
             "Transactions ended, by method, final status and origin/trunk",
-            ["method", "status", "origin", "trunk"], registry=registry,
+            ["method", "status", "origin", "trunk"],
+            registry=registry,
         )
         self.transaction_seconds = Histogram(
-            "sipguard_transaction_seconds", "Request to final response, by method",
-            ["method"], buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 32, 64, 180),
+            "sipguard_transaction_seconds",
+            "Request to final response, by method",
+            ["method"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 32, 64, 180),
             registry=registry,
         )
         self.policy_verdicts = Counter(
-            "sipguard_policy_verdicts_total", "Policy decisions, by verdict, rule and source",
-            ["verdict", "rule", "source"], registry=registry,
+            "sipguard_policy_verdicts_total",
+            "Policy decisions, by verdict, rule and source",
+            ["verdict", "rule", "source"],
+            registry=registry,
         )
         self.identity_results = Counter(
-            "sipguard_identity_total", "Signatures and verifications, by operation and code",
-            ["operation", "code"], registry=registry,
+            "sipguard_identity_total",
+            "Signatures and verifications, by operation and code",
+            ["operation", "code"],
+            registry=registry,
         )
         self.x5u_fetches = Counter(
-            "sipguard_x5u_fetches_total", "Certificate fetches by result", ["result"],
+            "sipguard_x5u_fetches_total",
+            "Certificate fetches by result",
+            ["result"],
             registry=registry,
         )
         self.x5u_cache = Counter(
-            "sipguard_x5u_cache_total", "Certificate cache lookups by outcome", ["outcome"],
+            "sipguard_x5u_cache_total",
+            "Certificate cache lookups by outcome",
+            ["outcome"],
             registry=registry,
         )
         self.x5u_fetch_seconds = Histogram(
-            "sipguard_x5u_fetch_seconds", "Certificate fetch latency", registry=registry,
+            "sipguard_x5u_fetch_seconds",
+            "Certificate fetch latency",
+            registry=registry,
         )
         self.trunk_up = Gauge(
-            "sipguard_trunk_up", "1 when the trunk answers its OPTIONS pings", ["trunk"],
-            multiprocess_mode="max", registry=registry,
+            "sipguard_trunk_up",
+            "1 when the trunk answers its OPTIONS pings",
+            ["trunk"],
+            multiprocess_mode="max",
+            registry=registry,
         )
         self.parse_errors = Counter(
-            "sipguard_parse_errors_total", "Messages that could not be parsed or framed",
-            ["kind"], registry=registry,
+            "sipguard_parse_errors_total",
+            "Messages that could not be parsed or framed",
+            ["kind"],
+            registry=registry,
         )
         self.dropped = Counter(
-            "sipguard_dropped_total", "Messages dropped without an answer, by reason",
-            ["reason"], registry=registry,
+            "sipguard_dropped_total",
+            "Messages dropped without an answer, by reason",
+            ["reason"],
+            registry=registry,
         )
         self.internal_errors = Counter(
-            "sipguard_internal_errors_total", "Exceptions caught at the shell boundary (bugs)",
+            "sipguard_internal_errors_total",
+            "Exceptions caught at the shell boundary (bugs)",
             registry=registry,
         )
         self.audit_queue = Gauge(
-            "sipguard_audit_queue_depth", "Audit records waiting to be written",
-            multiprocess_mode="sum", registry=registry,
+            "sipguard_audit_queue_depth",
+            "Audit records waiting to be written",
+            multiprocess_mode="sum",
+            registry=registry,
         )
         self.reloads = Counter(
-            "sipguard_reloads_total", "Configuration reloads by result", ["result"],
+            "sipguard_reloads_total",
+            "Configuration reloads by result",
+            ["result"],
             registry=registry,
         )
         self.listeners_bound = Gauge(
-            "sipguard_listeners_bound", "Listening sockets bound", multiprocess_mode="max",
+            "sipguard_listeners_bound",
+            "Listening sockets bound",
+            multiprocess_mode="max",
             registry=registry,
         )
 
@@ -122,7 +163,9 @@ class Metrics:
         """Count one transaction outcome."""
         method = method_label(ended.method)
         self.transactions.labels(
-            method=method, status=str(ended.status), origin=ended.origin,
+            method=method,
+            status=str(ended.status),
+            origin=ended.origin,
             trunk=ended.trunk or "none",
         ).inc()
         self.transaction_seconds.labels(method=method).observe(ended.duration)

@@ -44,20 +44,24 @@ class CountedStep:
         if self.name == "policy" and request.method in ("INVITE", "MESSAGE"):
             if isinstance(decision, Reject):
                 self.metrics.policy_verdicts.labels(
-                    verdict="reject", rule=decision.rule_id, source=source).inc()
+                    verdict="reject", rule=decision.rule_id, source=source
+                ).inc()
             elif fired:
                 for rule in fired:
                     self.metrics.policy_verdicts.labels(
-                        verdict="monitor", rule=rule, source=source).inc()
+                        verdict="monitor", rule=rule, source=source
+                    ).inc()
             else:
                 self.metrics.policy_verdicts.labels(
-                    verdict="allow", rule="none", source=source).inc()
+                    verdict="allow", rule="none", source=source
+                ).inc()
         elif self.name == "signing" and request.get("Identity") is not None:
             code = str(decision.status) if isinstance(decision, Reject) else "signed"
             self.metrics.identity_results.labels(operation="sign", code=code).inc()
         elif self.name == "verification" and request.get("Identity") is not None:
-            failures = [r.removeprefix(_FAILED_PREFIX) for r in fired
-                        if r.startswith(_FAILED_PREFIX)]
+            failures = [
+                r.removeprefix(_FAILED_PREFIX) for r in fired if r.startswith(_FAILED_PREFIX)
+            ]
             if isinstance(decision, Reject):
                 code = str(decision.status)
             elif failures:

@@ -270,7 +270,7 @@ class TransportHub:
             )
             self._unregister(connection)
             return
-        writer_transport = cast(asyncio.Transport, transport)
+        writer_transport = transport
         connection.writer = _TransportWriter(writer_transport)
         for data in connection.pending:
             writer_transport.write(data)
@@ -293,7 +293,10 @@ class TransportHub:
     ) -> _Connection:
         assert protocol.transport is not None
         connection = _Connection(
-            self._allocate_id(), transport_name, remote, local,
+            self._allocate_id(),
+            transport_name,
+            remote,
+            local,
             _TransportWriter(protocol.transport),
             tls_subject=subject,
         )
@@ -379,4 +382,3 @@ def _bound_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.s
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
-
