@@ -157,6 +157,7 @@ class ResponseContext:
         "in_dialog",
         "inbound",
         "key_hash",
+        "loop_hash",
         "max_forwards",
         "origin",
         "record_routes",
@@ -189,6 +190,8 @@ class ResponseContext:
         self.tried: list[str] = []
         self.armed: dict[str, int] = {}
         self.key_hash = _hash("\x1f".join(server.key))
+        # §16.3 step 4 / §16.6 step 8: computed once, on the request as received.
+        self.loop_hash = _loop_hash(request)
 
     def branch_of(self, tx: ClientTransaction) -> Branch | None:
         """The branch whose client transaction is `tx`."""
@@ -420,7 +423,7 @@ class ProxyCore:
             return
         method = request.method
         if method == "ACK":
-            self._forward_ack(request, inbound, now, out)
+            self._forward_ack(request, key, inbound, now, out)
             return
         destination = self._response_destination(via, inbound)
         template = Request(
@@ -503,7 +506,7 @@ class ProxyCore:
         if max_forwards == 0:
             self._reply(server, 483, now, out, context=context)  # §16.3 step 3
             return
-        if self._looped(request):
+        if self._looped(request, context.loop_hash):
             self._reply(server, 482, now, out, context=context)  # §16.3 step 4
             return
         required = request.get_all("Proxy-Require")
@@ -590,12 +593,11 @@ class ProxyCore:
             extra=[("Retry-After", str(retry))],
         )
 
-    def _looped(self, request: Request) -> bool:
+    def _looped(self, request: Request, loop: str) -> bool:
         """§16.3 step 4: a Via of ours whose branch carries this request's loop hash."""
         hosts = self._routes.via_hosts
         if not any(h.key == "via" and any(x in h.value for x in hosts) for h in request.headers):
             return False  # cheap pre-check: most requests never passed through us
-        loop = _loop_hash(request)
         for via in request.vias:
             branch = via.branch
             if (
@@ -781,7 +783,7 @@ class ProxyCore:
         # maps to the same branch, §16.6 step 8, §16.10) plus the attempt number; the part
         # after the dot is the loop-detection hash of §16.3 step 4.
         attempt = len(context.branches)
-        branch = f"{_COOKIE}sg{context.key_hash}{attempt:x}.{_loop_hash(request)}"
+        branch = f"{_COOKIE}sg{context.key_hash}{attempt:x}.{context.loop_hash}"
         request.add("Via", routes.via_value(transport, branch), first=True)
         return branch
 
@@ -794,7 +796,12 @@ class ProxyCore:
         context.record_routes = 0
 
     def _forward_ack(
-        self, request: Request, inbound: Inbound, now: float, out: list[Action]
+        self,
+        request: Request,
+        key: tuple[str, ...],
+        inbound: Inbound,
+        now: float,
+        out: list[Action],
     ) -> None:
         """Forward an ACK for a 2xx statelessly, along its route set (§16.11, §17.2.3:
         such an ACK matches no transaction of ours)."""
@@ -810,7 +817,7 @@ class ProxyCore:
             return
         request.replace("Max-Forwards", "70" if max_forwards is None else str(max_forwards - 1))
         # §16.11: a stateless branch must be the same for retransmissions of the ACK.
-        branch = f"{_COOKIE}sga{_hash(chr(31).join(server_key(request)))}"
+        branch = f"{_COOKIE}sga{_hash(chr(31).join(key))}"
         request.add("Via", self._routes.via_value(hop.transport, branch), first=True)
         out.append(Send(request.to_bytes(), hop.transport, hop.address))
 
@@ -1062,7 +1069,8 @@ class ProxyCore:
             elif isinstance(output, AckReceived):
                 context = output.transaction.context
                 if isinstance(context, ResponseContext):
-                    self._forward_ack(output.request, context.inbound, now, out)
+                    ack = output.request
+                    self._forward_ack(ack, server_key(ack), context.inbound, now, out)
             # AckTimedOut: the upstream never ACKed our non-2xx; nothing left to do.
 
 

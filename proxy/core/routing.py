@@ -87,6 +87,7 @@ class Routes:
 
     __slots__ = (
         "_advertised",
+        "_origins",
         "_peer_hosts",
         "_sent_by",
         "_sources",
@@ -145,6 +146,7 @@ class Routes:
             host = bare_host(trunk.host)
             self._trunk_by_address.setdefault((host, trunk.port), trunk)
             self._trunk_by_host.setdefault(host, trunk)
+        self._origins: dict[tuple[str, Address, str | None], Origin] = {}
         self._peer_hosts = set(self._trunk_by_host)
         for source in config.sources:
             if source.pbx is not None:
@@ -157,7 +159,17 @@ class Routes:
 
         A trunk's exact address wins (on a lab host a trunk and a source may share an IP),
         then a source whose network, transport and TLS subject match, then a trunk by IP.
+        Answers are cached per (transport, address, subject): peers are few and stable.
         """
+        cache_key = (transport, remote, tls_subject)
+        origin = self._origins.get(cache_key)
+        if origin is None:
+            if len(self._origins) >= 4096:
+                self._origins.clear()  # a crude bound against address-scanning floods
+            origin = self._origins[cache_key] = self._identify(transport, remote, tls_subject)
+        return origin
+
+    def _identify(self, transport: str, remote: Address, tls_subject: str | None) -> Origin:
         ip = bare_host(remote[0])
         trunk = self._trunk_by_address.get((ip, remote[1]))
         if trunk is not None:

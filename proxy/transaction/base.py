@@ -32,6 +32,7 @@ class Transaction:
     the meaning of the `Do` effects."""
 
     __slots__ = (
+        "_durations",
         "_forget",
         "_heap",
         "_intervals",
@@ -70,6 +71,7 @@ class Transaction:
         self._settings = settings
         self._forget = forget
         self._intervals: dict[TimerName, float] = {}
+        self._durations = settings.durations(destination.reliable)
 
     @property
     def terminated(self) -> bool:
@@ -121,7 +123,7 @@ class Transaction:
         if reliable and timer in RETRANSMIT_TIMERS:
             return
         if isinstance(effect, Arm):
-            duration = self._settings.duration(timer, reliable)
+            duration = self._durations[timer]
             if duration <= 0:
                 pending.append(TIMER_EVENTS[timer])
                 return

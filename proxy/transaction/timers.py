@@ -10,6 +10,7 @@ import heapq
 import itertools
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Generic, Protocol, TypeVar
 
 
@@ -59,6 +60,16 @@ class TimerSettings:
             return 0.0 if reliable else 64 * t1
         # L and M: 64*T1 regardless of transport (RFC 6026 §8.4, §8.7)
         return 64 * t1
+
+    def durations(self, reliable: bool) -> dict[TimerName, float]:
+        """Every timer's initial duration for one kind of transport (a lookup table for the
+        per-message path)."""
+        return _durations(self, reliable)
+
+
+@lru_cache(maxsize=32)
+def _durations(settings: TimerSettings, reliable: bool) -> dict[TimerName, float]:
+    return {name: settings.duration(name, reliable) for name in TimerName}
 
 
 K = TypeVar("K")
