@@ -109,6 +109,7 @@ class Worker:
             advertised=self._advertised(),
         )
         self.metrics.listeners_bound.set(len(self.bound))
+        self._publish_trunk_states()
         self._dispatch(TimerFired())
         self._every(AUDIT_FLUSH_INTERVAL, self._flush_audit)
         self._every(LIST_POLL_INTERVAL, self._poll_lists)
@@ -118,6 +119,13 @@ class Worker:
             listen=[f"{t}:{a[0]}:{a[1]}" for t, a in self.bound],
             private=[f"{t}:{a[0]}:{a[1]}" for t, a in self.private],
         )
+
+    def _publish_trunk_states(self) -> None:
+        """Set sipguard_trunk_up for every configured trunk: the core reports only changes,
+        and a trunk presumed up at start (or added by a reload) would otherwise have no sample."""
+        if self.core is not None:
+            for trunk, up in self.core.trunk_states().items():
+                self.metrics.trunk_up.labels(trunk=trunk).set(1 if up else 0)
 
     def _advertised(self) -> dict[str, Address]:
         """The address this worker puts in Via/Record-Route, per transport."""
@@ -348,6 +356,7 @@ class Worker:
         assert self.core is not None
         self.core.replace_steps(components.source_steps, components.trunk_steps)
         self._dispatch(ConfigReloaded(config))
+        self._publish_trunk_states()
         if old is not None:
             await old.aclose()
             await loop.run_in_executor(None, old.close)
