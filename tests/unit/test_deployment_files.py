@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def test_compose_scenarios_exist() -> None:
 def test_demo_config_passes_check_config() -> None:
     """`sipguard check-config docker/sipguard.compose.yaml` exits 0."""
     result = subprocess.run(
-        ["python", "-m", "proxy", "check-config", str(SIPGUARD_CONFIG)],
+        [sys.executable, "-m", "proxy", "check-config", str(SIPGUARD_CONFIG)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
