@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import urllib.error
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import base_config
@@ -161,3 +163,48 @@ def test_readyz_flips_when_the_trunk_stops_answering(
         assert _metric(proxy, "sipguard_trunk_up", trunk="operator") == 0
     finally:
         trunk.close()
+
+
+def _count(proxy: ProxyProcess, event: str) -> int:
+    """How many JSON log lines of the proxy have this `event`."""
+    return sum(1 for line in proxy.log_text().splitlines() if f'"event": "{event}"' in line)
+
+
+def _answered_invites(proxy: ProxyProcess) -> int:
+    text = proxy.log_text()
+    return text.count('"method": "INVITE", "source": "pbx", "trunk": "operator", "status": 200')
+
+
+def test_reload_under_load_drops_no_call(
+    tmp_path: Path, proxy_factory: Callable[..., ProxyProcess], ports: Callable[[], int]
+) -> None:
+    """SIGHUP, POST /reload and a rejected bad file during 200 held calls: none fails."""
+    config = _config(tmp_path, ports, options_interval=600)
+    proxy_port, trunk_port = _ports(config)
+    uas = start_sipp(tmp_path, "uas_call.xml", local_port=trunk_port, calls=200, trace_msg=False)
+    proxy = proxy_factory(config)
+    uac = start_sipp(tmp_path, "uac_call.xml", local_port=ports(), trace_msg=False,
+                     remote=("127.0.0.1", proxy_port), calls=200,
+                     extra_args=["-r", "20", "-d", "1000", "-l", "40"])
+    with running(uac, uas):
+        assert wait_until(lambda: _answered_invites(proxy) >= 30, 20), proxy.log_text()
+        proxy.signal(signal.SIGHUP)
+        assert wait_until(lambda: _count(proxy, "reload.done") == 1, 10), proxy.log_text()
+        assert _admin(proxy, "/reload", method="POST")[0] == 401
+        assert _admin(proxy, "/reload", method="POST", token="wrong")[0] == 401
+        status, body = _admin(proxy, "/reload", method="POST", token=TOKEN)
+        assert (status, json.loads(body)) == (200, {"reloaded": True}), body
+        assert _count(proxy, "reload.done") == 2
+        bad = dict(config, routing={"drain_seconds": -1})
+        proxy.config_path.write_text(yaml.safe_dump(bad, sort_keys=False))
+        proxy.signal(signal.SIGHUP)
+        assert wait_until(lambda: _count(proxy, "reload.failed") == 1, 10), proxy.log_text()
+        assert uac.process.poll() is None, "the reloads must happen while calls are running"
+        uac_rc, uas_rc = uac.wait(60), uas.wait(30)
+        assert uac_rc == 0, uac.report() + proxy.log_text()[-4000:]
+        assert uas_rc == 0, uas.report()
+    failed = next(line for line in proxy.log_text().splitlines() if "reload.failed" in line)
+    assert proxy.config_path.name in failed and "drain_seconds" in failed, failed
+    assert _answered_invites(proxy) == 200
+    assert _metric(proxy, "sipguard_reloads_total", result="ok") == 2
+    assert _metric(proxy, "sipguard_reloads_total", result="failed") == 1
