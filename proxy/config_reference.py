@@ -137,8 +137,13 @@ def render_type(annotation: Any) -> str:
         key, value = args if len(args) == 2 else (Any, Any)
         return f"mapping {render_type(key)} -> {render_type(value)}"
     simple: dict[Any, str] = {
-        str: "string", int: "integer", float: "number", bool: "boolean",
-        Path: "path", UUID: "UUID", Any: "any",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        Path: "path",
+        UUID: "UUID",
+        Any: "any",
     }
     if annotation in simple:
         return simple[annotation]
@@ -235,7 +240,7 @@ def render_markdown(model: type[BaseModel] = Config) -> str:
         "Every key of the YAML file given to `sipguard run --config` and "
         "`sipguard check-config`. Unknown keys are errors that name the key. `<name>` in a "
         "path stands for a key of a mapping you choose; `[]` for each item of a list. "
-        "Defaults are written in YAML flow syntax; `{}` means \"every key at its default\".",
+        'Defaults are written in YAML flow syntax; `{}` means "every key at its default".',
         "",
         "Sections:",
         "",

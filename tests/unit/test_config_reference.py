@@ -36,8 +36,13 @@ def test_every_field_of_every_section_has_a_row() -> None:
     """Each key path of the composed config appears as a table row, nested ones included."""
     text = render_markdown()
     keys = _leaf_keys(Config)
-    for expected in ("sources[].policy.customer", "trunks[].verification.trust_anchors[].file",
-                     "policy.audit.batch_size", "signing.x5u", "admin.token"):
+    for expected in (
+        "sources[].policy.customer",
+        "trunks[].verification.trust_anchors[].file",
+        "policy.audit.batch_size",
+        "signing.x5u",
+        "admin.token",
+    ):
         assert expected in keys
     for key in keys:
         assert f"| `{key}` |" in text, key
@@ -59,7 +64,7 @@ def test_attribute_docstrings_become_descriptions() -> None:
     }
     text = render_markdown(Sample)
     assert "| `plain` | `integer` | `1` |  |  |" in text
-    assert "| `documented` | `string` | `\"x\"` |  | Said under the attribute. |" in text
+    assert '| `documented` | `string` | `"x"` |  | Said under the attribute. |' in text
     assert "| `described` | `boolean` | `false` |  | From pydantic. |" in text
 
 

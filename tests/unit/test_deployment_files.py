@@ -76,7 +76,7 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
 def _final_stage(dockerfile: Path) -> list[tuple[str, str]]:
     pairs = _instructions(dockerfile)
     starts = [i for i, (keyword, _) in enumerate(pairs) if keyword == "FROM"]
-    return pairs[starts[-1]:]
+    return pairs[starts[-1] :]
 
 
 def _unit(path: Path) -> dict[str, list[str]]:
@@ -134,8 +134,10 @@ def test_compose_addresses_match_the_sipguard_config() -> None:
     assert any(pbx in ipaddress.ip_network(cidr, strict=False) for cidr in source.addresses)
     for name, address in addresses.items():
         if name != "pbx":
-            assert not any(ipaddress.ip_address(address) in ipaddress.ip_network(c, strict=False)
-                           for c in source.addresses), f"{name} must not count as the source"
+            assert not any(
+                ipaddress.ip_address(address) in ipaddress.ip_network(c, strict=False)
+                for c in source.addresses
+            ), f"{name} must not count as the source"
     (trunk,) = config.trunks
     assert trunk.host == addresses["trunk"]
     assert {listener.host for listener in config.listen} == {addresses["sipguard"]}
@@ -160,7 +162,11 @@ def test_demo_config_passes_check_config() -> None:
     """`sipguard check-config docker/sipguard.compose.yaml` exits 0."""
     result = subprocess.run(
         [sys.executable, "-m", "proxy", "check-config", str(SIPGUARD_CONFIG)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -171,8 +177,12 @@ def test_prometheus_scrapes_the_admin_listener() -> None:
     assert config.admin.enabled
     assert config.admin.host == "0.0.0.0"
     prometheus = yaml.safe_load((DOCKER / "prometheus.yml").read_text(encoding="utf-8"))
-    targets = [t for job in prometheus["scrape_configs"] for s in job["static_configs"]
-               for t in s["targets"]]
+    targets = [
+        t
+        for job in prometheus["scrape_configs"]
+        for s in job["static_configs"]
+        for t in s["targets"]
+    ]
     assert targets == [f"sipguard:{config.admin.port}"]
     mounts = _compose()["services"]["prometheus"]["volumes"]
     assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
@@ -193,7 +203,8 @@ def test_dockerfile_runtime_stage() -> None:
     (healthcheck,) = [a for k, a in stage if k == "HEALTHCHECK"]
     assert "CMD" in healthcheck and "python" in healthcheck and "curl" not in healthcheck
     assert "SIPGUARD_HEALTH_URL=http://127.0.0.1:9090/healthz" in " ".join(
-        a for k, a in stage if k == "ENV")
+        a for k, a in stage if k == "ENV"
+    )
     assert ("ENTRYPOINT", '["sipguard"]') in stage
     assert ("CMD", '["run", "--config", "/etc/sipguard/sipguard.yaml"]') in stage
     assert any(k == "RUN" and "pip install ." in a for k, a in pairs)
@@ -267,9 +278,14 @@ def test_dashboard_queries_existing_metrics_and_labels() -> None:
                 assert label in known_labels, f"{expr}: no metric here has label {label}"
     wanted = {
         "sipguard_transactions_total",
-        "sipguard_transaction_seconds_bucket", "sipguard_policy_verdicts_total",
-        "sipguard_identity_total", "sipguard_x5u_fetches_total", "sipguard_x5u_cache_total",
-        "sipguard_trunk_up", "sipguard_parse_errors_total", "sipguard_internal_errors_total",
+        "sipguard_transaction_seconds_bucket",
+        "sipguard_policy_verdicts_total",
+        "sipguard_identity_total",
+        "sipguard_x5u_fetches_total",
+        "sipguard_x5u_cache_total",
+        "sipguard_trunk_up",
+        "sipguard_parse_errors_total",
+        "sipguard_internal_errors_total",
         "sipguard_audit_queue_depth",
     }
     assert wanted <= used, f"dashboard lacks {wanted - used}"
@@ -313,6 +329,7 @@ def test_lint_script_is_valid_bash() -> None:
     """docker/lint.sh is executable and parses (bash -n)."""
     script = DOCKER / "lint.sh"
     assert script.stat().st_mode & 0o111
-    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True,
-                            check=False, timeout=30)
+    result = subprocess.run(
+        ["bash", "-n", str(script)], capture_output=True, text=True, check=False, timeout=30
+    )
     assert result.returncode == 0, result.stderr
