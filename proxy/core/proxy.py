@@ -488,8 +488,9 @@ class ProxyCore:
         if method == "OPTIONS" and (
             max_forwards == 0
             or (
-                routes.is_us(uri, local_host)
-                and getattr(uri, "user", None) is None
+                isinstance(uri, SipUri)
+                and uri.user is None
+                and routes.is_us(uri, local_host)
                 and request.get("Route") is None
             )
         ):
@@ -523,10 +524,10 @@ class ProxyCore:
         if not context.in_dialog and self._draining():
             self._reply_unavailable(context, now, out)
             return
-        self._preprocess_routes(request, local_host)
+        route_transport = self._preprocess_routes(request, local_host)
 
         if context.in_dialog:
-            hop = self._next_hop_in_dialog(request)
+            hop = self._next_hop_in_dialog(request, route_transport)
             if hop is None:
                 # Kamailio's status for a destination it will not or cannot resolve.
                 self._reply(
@@ -570,7 +571,6 @@ class ProxyCore:
         return self._drain_deadline is not None
 
     def _reply_unavailable(self, context: ResponseContext, now: float, out: list[Action]) -> None:
-        retry = self._routes.config.routing.retry_after
         self._reply(
             context.server,
             503,
@@ -578,11 +578,10 @@ class ProxyCore:
             out,
             context=context,
             reason="Shutting down",
-            extra=[("Retry-After", str(retry))],
+            extra=self._retry_after(),
         )
 
     def _reply_no_trunk(self, context: ResponseContext, now: float, out: list[Action]) -> None:
-        retry = self._routes.config.routing.retry_after
         self._reply(
             context.server,
             503,
@@ -590,8 +589,13 @@ class ProxyCore:
             out,
             context=context,
             reason="No trunk available",
-            extra=[("Retry-After", str(retry))],
+            extra=self._retry_after(),
         )
+
+    def _retry_after(self) -> list[tuple[str, str]]:
+        """Retry-After for our own 503s (§21.5.4); routing.retry_after 0 leaves it out."""
+        retry = self._routes.config.routing.retry_after
+        return [("Retry-After", str(retry))] if retry > 0 else []
 
     def _looped(self, request: Request, loop: str) -> bool:
         """§16.3 step 4: a Via of ours whose branch carries this request's loop hash."""
@@ -608,13 +612,17 @@ class ProxyCore:
                 return True
         return False
 
-    def _preprocess_routes(self, request: Request, local_host: str) -> None:
+    def _preprocess_routes(self, request: Request, local_host: str) -> str | None:
         """§16.4: undo a strict router's rewrite, then pop the Route entries naming us
-        (two of them after a double Record-Route, RFC 5658)."""
+        (two of them after a double Record-Route, RFC 5658).
+
+        Returns the transport named by the last entry popped: with a double Record-Route
+        it is the entry facing the next hop, so it says how to reach it (RFC 5658 §4).
+        """
         routes = self._routes
         values = request.get_all("Route")
         if not values:
-            return
+            return None
         uri = request.uri
         if isinstance(uri, SipUri) and uri.user is None and routes.is_us(uri, local_host):
             # The previous hop was a strict router: our Record-Route value (no user part)
@@ -624,26 +632,33 @@ class ProxyCore:
             for value in values[:-1]:
                 request.add("Route", value)
             values = values[:-1]
-        popped = 0
-        while values and popped < 2 and routes.is_us(parse_name_addr(values[0]).uri, local_host):
+        transport = None
+        for _ in range(2):
+            if not values:
+                break
+            route = parse_name_addr(values[0]).uri
+            if not isinstance(route, SipUri) or not routes.is_us(route, local_host):
+                break
             request.pop_first_value("Route")
             values.pop(0)
-            popped += 1
+            transport = route.transport
+        return transport
 
-    def _next_hop_in_dialog(self, request: Request) -> Hop | None:
+    def _next_hop_in_dialog(self, request: Request, transport: str | None) -> Hop | None:
         """The next hop of an in-dialog request: the top Route, else the Request-URI
-        (§16.5, §16.6 steps 6-7, no DNS)."""
+        (§16.5, §16.6 steps 6-7, no DNS); `transport` is the one our popped Route named,
+        used when the next hop's URI names none."""
         values = request.get_all("Route")
         if values:
             uri = parse_name_addr(values[0]).uri
-            if not getattr(uri, "lr", True):
+            if isinstance(uri, SipUri) and not uri.lr:
                 # §16.6 step 6: the next hop is a strict router: it gets the Route URI as
                 # Request-URI and the old Request-URI goes to the end of the route set.
                 request.pop_first_value("Route")
                 request.add("Route", f"<{request.uri_text}>")
                 request.uri = uri
-            return self._routes.hop_of_uri(uri)
-        return self._routes.hop_of_uri(request.uri)
+            return self._routes.hop_of_uri(uri, transport)
+        return self._routes.hop_of_uri(request.uri, transport)
 
     # -- decision steps ----------------------------------------------------------------
 
@@ -810,8 +825,8 @@ class ProxyCore:
         if origin.kind == "unknown" or max_forwards == 0:
             out.append(MessageDropped("ack_refused", inbound.remote))
             return
-        self._preprocess_routes(request, bare_host(inbound.local[0]))
-        hop = self._next_hop_in_dialog(request)
+        route_transport = self._preprocess_routes(request, bare_host(inbound.local[0]))
+        hop = self._next_hop_in_dialog(request, route_transport)
         if hop is None:
             out.append(MessageDropped("ack_unroutable", inbound.remote))
             return

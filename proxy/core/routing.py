@@ -267,19 +267,17 @@ class Routes:
         host = bare_host(host)
         return self._trunk_by_address.get((host, port)) or self._trunk_by_host.get(host)
 
-    def hop_of_uri(self, uri: Uri) -> Hop | None:
+    def hop_of_uri(self, uri: Uri, transport: str | None = None) -> Hop | None:
         """The hop for a Route or Request-URI (RFC 3263 without DNS: literal addresses only).
 
-        A host name is followed only when it is a configured peer's or when the
+        The transport is the URI's own, else `transport` (the one our Record-Route named
+        for that side), else the configured trunk's at that address, else UDP (TLS for
+        sips). A host name is followed only when it is a configured peer's or when the
         configuration allows resolving names (the shell resolves); else None.
         """
         if not isinstance(uri, SipUri):
             return None
         host = uri.maddr or uri.host
-        transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
-        if transport not in DEFAULT_PORTS:
-            return None
-        port = uri.port or DEFAULT_PORTS[transport]
         bare = bare_host(host)
         if (
             not is_ip_literal(bare)
@@ -287,16 +285,22 @@ class Routes:
             and not self.config.routing.resolve_hostnames
         ):
             return None
-        trunk = self.trunk_at(bare, port)
+        chosen = uri.transport or ("tls" if uri.scheme == "sips" else transport)
+        trunk = self.trunk_at(bare, uri.port or 5060)
+        if chosen is None:
+            chosen = trunk.transport if trunk is not None else "udp"
+        if chosen not in DEFAULT_PORTS:
+            return None
+        port = uri.port or DEFAULT_PORTS[chosen]
         if trunk is not None:
             return Hop(
-                transport,
+                chosen,
                 host,
                 port,
                 trunk=trunk.name,
-                tcp_fallback=transport == "udp" and not trunk.udp_only,
+                tcp_fallback=chosen == "udp" and not trunk.udp_only,
             )
-        return Hop(transport, host, port)
+        return Hop(chosen, host, port)
 
 
 def called_number(uri: Uri) -> str | None:

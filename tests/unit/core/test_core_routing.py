@@ -187,3 +187,20 @@ def test_worker_address_goes_in_via_and_record_route(msg: Messages) -> None:
         headers=[("Route", "<sip:192.0.2.1:40123;transport=udp;lr>")],
     )
     assert only_request(h.feed(bye, PBX1), TRUNK1).get("Route") is None
+
+
+def test_in_dialog_request_uses_the_transport_of_our_double_record_route(
+    msg: Messages,
+) -> None:
+    """RFC 5658: after a double Record-Route (UDP in, TCP out) the caller's BYE carries
+    both our entries; they are popped and the BYE leaves over TCP, as the second said."""
+    h = make_harness(make_config(trunks=_trunks(transport="tcp")))
+    routes = "<sip:192.0.2.1:5060;transport=udp;lr>, <sip:192.0.2.1:5060;transport=tcp;lr>"
+    bye = msg.request(
+        "BYE", uri="sip:uas@198.51.100.77:5060", to_tag="t1", headers=[("Route", routes)]
+    )
+    (send,) = sends(h.feed(bye, PBX1), ("198.51.100.77", 5060))
+    assert send.transport == "tcp"
+    forwarded = parsed([send])[0]
+    assert isinstance(forwarded, Request) and forwarded.get("Route") is None
+    assert forwarded.top_via.transport == "TCP"
