@@ -9,6 +9,7 @@ test: lint
 lint:
 	$(PYTHON) -m ruff check proxy stir_shaken tests bench
 	$(PYTHON) -m mypy proxy stir_shaken
+	bash docker/lint.sh
 
 unit:
 	$(PYTHON) -m pytest -q tests/unit tests/property
