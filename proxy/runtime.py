@@ -85,6 +85,9 @@ class Worker:
         self.bound: list[tuple[str, Address]] = []
         self.private: list[tuple[str, Address]] = []
         self.draining = False
+        # Call-IDs of calls established through this worker and not yet ended by a BYE: a
+        # drain keeps proxying their in-dialog requests until they end or the deadline.
+        self.dialogs: set[str] = set()
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -159,8 +162,10 @@ class Worker:
         self.draining = True
         deadline = time.time() + grace
         self._dispatch(DrainStarted(deadline))
-        while time.time() < deadline and self.core.busy():
+        log.info("drain.started", deadline_s=grace, dialogs=len(self.dialogs))
+        while time.time() < deadline and (self.core.busy() or self.dialogs):
             await asyncio.sleep(0.05)
+        log.info("drain.finished", busy=self.core.busy(), dialogs=len(self.dialogs))
         await self.stop()
 
     async def stop(self) -> None:
@@ -236,6 +241,10 @@ class Worker:
             )
         elif isinstance(action, TransactionEnded):
             self.metrics.transaction_ended(action)
+            if action.method == "INVITE" and 200 <= action.status < 300:
+                self.dialogs.add(action.call_id)
+            elif action.method == "BYE":
+                self.dialogs.discard(action.call_id)
             log.info(
                 "transaction",
                 call_id=action.call_id,

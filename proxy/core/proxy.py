@@ -265,8 +265,11 @@ class ProxyCore:
         return self._tm.server_count
 
     def busy(self) -> bool:
-        """True while requests are in flight (a draining shell waits for False)."""
-        return self._tm.server_count > 0
+        """True while a request still waits for its final answer (a draining shell waits for
+        False). Transactions lingering after their final (Timers I, J, L) do not count: they
+        only absorb retransmissions, and waiting for them would stretch every drain to its
+        deadline."""
+        return any(not tx.answered for tx in self._tm._servers.values())
 
     def trunk_up(self, name: str) -> bool:
         """What the OPTIONS monitoring currently thinks of trunk `name`."""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
+import sqlite3
 import threading
+import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,3 +212,75 @@ def test_reload_under_load_drops_no_call(
     assert _answered_invites(proxy) == 200
     assert _metric(proxy, "sipguard_reloads_total", result="ok") == 2
     assert _metric(proxy, "sipguard_reloads_total", result="failed") == 1
+
+
+def _invite(host: str, port: int, timeout: float = 2.0) -> bytes | None:
+    """Send one INVITE from the pbx source over UDP; return its final answer (ACKed if non-2xx)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        local = sock.getsockname()[1]
+        branch = "z9hG4bK" + uuid.uuid4().hex
+        common = (
+            f"Via: SIP/2.0/UDP {host}:{local};branch={branch}\r\n"
+            f"From: <sip:+33162000001@{host};user=phone>;tag=late\r\n"
+            f"Call-ID: {uuid.uuid4().hex}@late\r\nMax-Forwards: 70\r\n"
+        )
+        to = f"To: <sip:service@{host}:{port};user=phone>"
+        invite = (f"INVITE sip:service@{host}:{port} SIP/2.0\r\n{common}{to}\r\n"
+                  f"CSeq: 1 INVITE\r\nContact: <sip:late@{host}:{local}>\r\n"
+                  "Content-Length: 0\r\n\r\n")
+        sock.settimeout(timeout)
+        sock.sendto(invite.encode(), (host, port))
+        while True:
+            try:
+                data, _ = sock.recvfrom(65535)
+            except TimeoutError:
+                return None
+            status = int(data.split(b" ", 2)[1])
+            if status >= 200:
+                break
+        if status >= 300:
+            tag = re.search(rb"^To:.*$", data, re.MULTILINE | re.IGNORECASE)
+            to_line = tag.group(0).decode().strip() if tag else to
+            ack = (f"ACK sip:service@{host}:{port} SIP/2.0\r\n{common}{to_line}\r\n"
+                   "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+            sock.sendto(ack.encode(), (host, port))
+        return data
+
+
+def test_sigterm_drains_held_calls_then_exits(
+    tmp_path: Path, proxy_factory: Callable[..., ProxyProcess], ports: Callable[[], int]
+) -> None:
+    """SIGTERM: held calls get their BYEs through, new INVITEs get 503, exit 0 before deadline."""
+    drain, calls = 10.0, 10
+    config = _config(tmp_path, ports, options_interval=600)
+    config["routing"] = {"drain_seconds": drain, "retry_after": 7}
+    proxy_port, trunk_port = _ports(config)
+    uas = start_sipp(tmp_path, "uas_call.xml", local_port=trunk_port, calls=calls)
+    proxy = proxy_factory(config)
+    # Every call is held 3 s after its ACK, so all are in progress when SIGTERM arrives.
+    uac = start_sipp(tmp_path, "uac_call.xml", local_port=ports(), calls=calls,
+                     remote=("127.0.0.1", proxy_port), extra_args=["-r", "20", "-d", "3000"])
+    with running(uac, uas):
+        assert wait_until(lambda: _answered_invites(proxy) == calls, 10), proxy.log_text()
+        assert "BYE" not in proxy.log_text(), "the calls must still be up at SIGTERM"
+        sigterm = time.monotonic()
+        proxy.signal(signal.SIGTERM)
+        assert wait_until(lambda: _count(proxy, "drain.started") == 1, 5), proxy.log_text()
+        refused = _invite("127.0.0.1", proxy_port)
+        assert refused is not None and refused.startswith(b"SIP/2.0 503 "), refused
+        assert b"\r\nRetry-After: 7\r\n" in refused, refused
+        assert uac.wait(30) == 0, uac.report() + proxy.log_text()
+        assert uas.wait(30) == 0, uas.report()
+        code = proxy.process.wait(drain + 10)
+        elapsed = time.monotonic() - sigterm
+    assert code == 0, proxy.log_text()
+    # Finished when the last BYE was answered, not at the deadline.
+    assert elapsed < drain - 2, (elapsed, proxy.log_text())
+    assert proxy.log_text().count('"method": "BYE", "source": "pbx", "trunk": "operator", '
+                                  '"status": 200') == calls
+    with sqlite3.connect(config["policy"]["audit"]["database"]) as db:
+        (audited,) = db.execute(
+            "SELECT count(DISTINCT call_id) FROM decisions WHERE method = 'INVITE'"
+        ).fetchone()
+    assert audited == calls
