@@ -54,10 +54,9 @@ from proxy.wiring import Components, build_components
 
 log = structlog.get_logger("sipguard")
 
-# How often the worker flushes the audit queue and looks for number-list changes. The audit
-# crash-loss window is bounded by AUDIT_FLUSH_INTERVAL (README, "Audit").
-AUDIT_FLUSH_INTERVAL = 0.5
-LIST_POLL_INTERVAL = 1.0
+# How often the worker flushes the audit queue and looks for number-list changes comes from
+# `policy.audit.flush_interval_s` and `policy.reload_interval_s` (read at start). The audit
+# crash-loss window is bounded by the flush interval (README, "Audit").
 
 
 class Worker:
@@ -114,8 +113,8 @@ class Worker:
         self.metrics.listeners_bound.set(len(self.bound))
         self._publish_trunk_states()
         self._dispatch(TimerFired())
-        self._every(AUDIT_FLUSH_INTERVAL, self._flush_audit)
-        self._every(LIST_POLL_INTERVAL, self._poll_lists)
+        self._every(self.config.policy.audit.flush_interval_s, self._flush_audit)
+        self._every(self.config.policy.reload_interval_s, self._poll_lists)
         log.info(
             "worker.started",
             worker=self.index,

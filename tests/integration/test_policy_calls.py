@@ -246,3 +246,18 @@ def test_sms_platform_message_with_mobile_sender_rejected(
     assert [(r["verdict"], r["method"], r["status"]) for r in records] == [
         ("reject", "MESSAGE", 403)
     ]
+
+
+def test_audit_flush_interval_is_honoured(
+    tmp_path: Path, proxy_factory: Factory, ports: Callable[[], int]
+) -> None:
+    """policy.audit.flush_interval_s (and reload_interval_s) set the writer's pace; stop flushes."""
+    config = _config(tmp_path, ports, kind="automated")
+    config["policy"]["audit"]["flush_interval_s"] = 30
+    config["policy"]["reload_interval_s"] = 30
+    database = config["policy"]["audit"]["database"]
+    _, proxy = _rejected(tmp_path, proxy_factory, config, MOBILE)
+    # A writer running every 0.5 s whatever the setting would have written within 1.5 s.
+    assert not wait_until(lambda: entries(database), 1.5), entries(database)
+    records = _audit(proxy, config)
+    assert [(r["verdict"], r["status"]) for r in records] == [("reject", 403)]
