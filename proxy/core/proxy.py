@@ -443,7 +443,13 @@ class ProxyCore:
         origin = self._routes.identify(inbound.transport, inbound.remote, inbound.tls_subject)
         context = ResponseContext(server, request, inbound, origin)
         server.context = context
-        self._process(context, now, out)
+        try:
+            self._process(context, now, out)
+        except SipParseError as error:
+            # A header check_request does not cover was malformed: answer through the
+            # transaction we opened, so that it ends (the 400 names the problem).
+            warning = [("Warning", f"399 {self._routes.advertise} {_quoted(error.reason)}")]
+            self._reply(server, error.status, now, out, context=context, extra=warning)
 
     def _stamp_via(self, request: Request, inbound: Inbound) -> Via:
         """Add received (and the rport value) to the top Via (§18.2.1, RFC 3581 §4)."""
@@ -958,8 +964,9 @@ class ProxyCore:
             self._reply(context.server, status, now, out, context=context)
         else:
             # RFC 4320 §4.1: no 408 to a non-INVITE (the upstream has timed out by now
-            # too); the outcome is still logged.
+            # too); the outcome is still logged and the server transaction let go.
             self._ended(context.server, context, status, now, out)
+            self._emit(context.server.abandon(now), now, out)
 
     def _on_timer_c(self, tx: ClientTransaction, now: float, out: list[Action]) -> None:
         """§16.8: Timer C after a provisional: CANCEL the branch, answer 408 upstream."""

@@ -29,6 +29,7 @@ class TxEvent(Enum):
     ACK = "ack"  # server: an ACK matched the INVITE transaction (RFC 3261 §17.2.3)
     CANCEL_SENT = "cancel_sent"  # client: the TU sent a CANCEL for this INVITE (§9.1)
     TRANSPORT_ERROR = "transport_error"  # the transport layer reported a failure (§17.1.4)
+    ABANDONED = "abandoned"  # server: the TU will never answer (RFC 4320 §4.1)
     TIMER_A = "timer_a"
     TIMER_B = "timer_b"
     TIMER_C = "timer_c"

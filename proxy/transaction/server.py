@@ -111,6 +111,10 @@ NON_INVITE_SERVER_TABLE: Table[ServerNonInviteState] = {
     (_SN.TRYING, Ev.SUCCESS): Transition(_SN.COMPLETED, _non_invite_final),
     (_SN.TRYING, Ev.FAILURE): Transition(_SN.COMPLETED, _non_invite_final),
     (_SN.TRYING, Ev.TRANSPORT_ERROR): Transition(_SN.TERMINATED),
+    # RFC 4320 §4.1: a proxy that cannot answer before the transaction expires sends no
+    # 408 at all; the TU then abandons the transaction so it does not linger.
+    (_SN.TRYING, Ev.ABANDONED): Transition(_SN.TERMINATED),
+    (_SN.PROCEEDING, Ev.ABANDONED): Transition(_SN.TERMINATED),
     (_SN.PROCEEDING, Ev.REQUEST): Transition(_SN.PROCEEDING, (Do.RESEND_RESPONSE,)),
     (_SN.PROCEEDING, Ev.PROVISIONAL): Transition(_SN.PROCEEDING, (Do.SEND_RESPONSE,)),
     (_SN.PROCEEDING, Ev.SUCCESS): Transition(_SN.COMPLETED, _non_invite_final),
@@ -162,6 +166,12 @@ class ServerTransaction(Transaction):
         out: list[TransactionOutput] = []
         event = TxEvent.ACK if request.method == "ACK" else TxEvent.REQUEST
         self._fire(event, now, request, out)
+        return out
+
+    def abandon(self, now: float) -> list[TransactionOutput]:
+        """End an unanswered non-INVITE transaction silently (RFC 4320 §4.1)."""
+        out: list[TransactionOutput] = []
+        self._fire(TxEvent.ABANDONED, now, None, out)
         return out
 
     @property

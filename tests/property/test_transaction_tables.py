@@ -73,6 +73,8 @@ def _feed(tx: Transaction, event: TxEvent, now: float) -> None:
             tx.receive_request(request(tx.method), now)
         elif event is TxEvent.ACK:
             tx.receive_request(request("ACK"), now)
+        elif event is TxEvent.ABANDONED:
+            tx.abandon(now)
         else:
             raise InvalidTransition(tx.MACHINE, tx.state, event)
 

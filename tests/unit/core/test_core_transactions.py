@@ -127,6 +127,7 @@ def test_non_invite_timeout_sends_no_408(msg: Messages) -> None:
     actions = h.advance(32.1)
     assert statuses(actions, PBX1) == []
     assert [(e.method, e.status) for e in ended(actions)] == [("MESSAGE", 408)]
+    assert not h.core.busy()  # the upstream transaction was let go, not kept forever
 
 
 def test_cancel_flow(h: Harness, msg: Messages) -> None:
