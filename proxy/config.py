@@ -96,6 +96,9 @@ class Trunk(_Model):
     options_failures: int = Field(3, ge=1)
     inbound: InboundRouting = InboundRouting()
     tls_server_name: str | None = None
+    tls_ca_file: Path | None = None
+    """PEM file of the CA(s) that sign this trunk's TLS certificate, trusted in addition to
+    the system store (for `transport: tls` towards a private PKI)."""
     verification: TrunkVerification = TrunkVerification()
 
 

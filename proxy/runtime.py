@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,7 @@ class Worker:
         self.hub = TransportHub(
             self,
             max_message_size=config.routing.max_message_size,
-            client_tls=client_context(None),
+            client_tls=_client_tls(config),
         )
         self.components: Components | None = None
         self.core: ProxyCore | None = None
@@ -371,6 +372,16 @@ class Worker:
         self.metrics.reloads.labels(result="ok").inc()
         log.info("reload.done")
         return True
+
+
+def _client_tls(config: Config) -> ssl.SSLContext:
+    """The TLS client context towards trunks: the system store plus every trunk's
+    `tls_ca_file` (one context per worker, so each listed CA is trusted for every TLS trunk)."""
+    context = client_context(None)
+    for trunk in config.trunks:
+        if trunk.tls_ca_file is not None:
+            context.load_verify_locations(trunk.tls_ca_file)
+    return context
 
 
 def _install_uvloop() -> None:
