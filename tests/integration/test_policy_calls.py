@@ -261,3 +261,43 @@ def test_audit_flush_interval_is_honoured(
     assert not wait_until(lambda: entries(database), 1.5), entries(database)
     records = _audit(proxy, config)
     assert [(r["verdict"], r["status"]) for r in records] == [("reject", 403)]
+
+
+def test_list_change_applies_without_restart(
+    tmp_path: Path, proxy_factory: Factory, ports: Callable[[], int]
+) -> None:
+    """A number added with the CLI while the proxy runs is accepted within seconds."""
+    config = _config(tmp_path, ports, kind="interpersonal")
+    config["policy"]["reload_interval_s"] = 0.2
+    proxy_port, trunk_port = _ports(config)
+    uas = start_sipp(tmp_path, "uas_call.xml", local_port=trunk_port, timeout=SIPP_TIMEOUT)
+    with running(uas):
+        proxy = proxy_factory(config)
+        refused = start_sipp(
+            tmp_path, "uac_rejected.xml", local_port=free_port(),
+            remote=("127.0.0.1", proxy_port),
+            keys={"from_user": UNLISTED, "pai_user": UNLISTED}, timeout=SIPP_TIMEOUT,
+        )
+        with running(refused):
+            assert refused.wait(SIPP_TIMEOUT + 5) == 0, refused.report() + proxy.log_text()
+        _numbers(tmp_path, config, UNLISTED, "--holder", "acme-contact")
+        # Until the worker polls the store, uac_call.xml fails fast on the unexpected 403.
+        deadline = time.monotonic() + 5.0
+        attempts = 0
+        while True:
+            attempts += 1
+            uac = start_sipp(
+                tmp_path, "uac_call.xml", local_port=free_port(),
+                remote=("127.0.0.1", proxy_port),
+                keys={"from_user": UNLISTED, "pai_user": UNLISTED}, timeout=SIPP_TIMEOUT,
+            )
+            with running(uac):
+                uac_rc = uac.wait(SIPP_TIMEOUT + 5)
+            if uac_rc == 0 or time.monotonic() > deadline:
+                break
+        assert uac_rc == 0, uac.report() + proxy.log_text()
+        assert uas.wait(SIPP_TIMEOUT + 5) == 0, uas.report()
+    records = _audit(proxy, config)
+    verdicts = [r["verdict"] for r in records]
+    assert verdicts[0] == "reject" and verdicts[-1] == "allow", verdicts
+    assert len(verdicts) == attempts + 1, (verdicts, attempts)
