@@ -255,13 +255,13 @@ def start_sipp(
 
 
 @contextlib.contextmanager
-def running(*processes: Sipp | ProxyProcess) -> Iterator[None]:
+def running(*processes: Sipp | ProxyProcess | Stunnel) -> Iterator[None]:
     """Make sure every process is gone when the block ends, whatever happened."""
     try:
         yield
     finally:
         for item in processes:
-            if isinstance(item, ProxyProcess):
+            if isinstance(item, ProxyProcess | Stunnel):
                 item.stop()
             elif item.process.poll() is None:
                 item.process.kill()
@@ -369,3 +369,175 @@ class SipSink:
         self._stop.set()
         self._thread.join(2)
         self._sock.close()
+
+
+# --- TLS peers: a throw-away PKI and stunnel4 in front of SIPp (Debian's SIPp has no TLS) ---
+
+
+@dataclass(frozen=True)
+class TestPki:
+    """A self-signed CA and one certificate it signed for a loopback address (PEM files)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_test_pki(directory: Path, ip: str = "127.0.0.1") -> TestPki:
+    """Write a CA and a server/client certificate for `ip` (IP SAN) into `directory`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sipguard test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=True, crl_sign=True, encipher_only=False,
+                          decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = TestPki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    pki.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    pki.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pki.key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    )
+    return pki
+
+
+def tcp_listening(host: str, port: int) -> bool:
+    """True when some socket listens on TCP host:port (read from /proc, no connection made)."""
+    packed = socket.inet_aton(host)
+    wanted = {f"{int.from_bytes(packed, 'little'):08X}:{port:04X}", f"00000000:{port:04X}"}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[1] in wanted and fields[3] == "0A":
+                return True
+    return False
+
+
+@dataclass
+class Stunnel:
+    """A foreground stunnel4 process with one service."""
+
+    process: subprocess.Popen[bytes]
+    config_path: Path
+    log_path: Path
+
+    def log_text(self) -> str:
+        """What stunnel logged so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_stunnel(
+    workdir: Path,
+    *,
+    accept: tuple[str, int],
+    connect: tuple[str, int],
+    client: bool,
+    pki: TestPki,
+    ready_timeout: float = 10.0,
+) -> Stunnel:
+    """Start stunnel4: client mode (plain TCP in, TLS out, peer checked against the test CA
+    and its IP) or server mode (TLS in with the test certificate, plain TCP out)."""
+    binary = shutil.which("stunnel4") or shutil.which("stunnel")
+    if binary is None:
+        require_tool("stunnel4")
+        raise AssertionError("unreachable")
+    name = f"stunnel-{'client' if client else 'server'}-{uuid.uuid4().hex[:6]}"
+    lines = ["foreground = yes", "pid =", "debug = 5", "syslog = no",
+             f"[{name}]", f"accept = {accept[0]}:{accept[1]}",
+             f"connect = {connect[0]}:{connect[1]}"]
+    if client:
+        lines += ["client = yes", f"CAfile = {pki.ca_file}", "verifyChain = yes",
+                  f"checkIP = {connect[0]}"]
+    else:
+        lines += [f"cert = {pki.cert_file}", f"key = {pki.key_file}"]
+    config_path = workdir / f"{name}.conf"
+    config_path.write_text("\n".join(lines) + "\n")
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([binary, str(config_path)], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    tunnel = Stunnel(process, config_path, log_path)
+    ready = wait_until(
+        lambda: process.poll() is not None or tcp_listening(accept[0], accept[1]), ready_timeout
+    )
+    if process.poll() is not None or not ready:
+        tunnel.stop()
+        raise RuntimeError(f"stunnel did not start:\n{tunnel.log_text()}")
+    return tunnel
+
+
+def log_events(proxy: ProxyProcess, event: str) -> list[dict[str, Any]]:
+    """The proxy's JSON log lines whose `event` is `event`, in order."""
+    import json
+
+    found = []
+    for line in proxy.log_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == event:
+            found.append(record)
+    return found
