@@ -251,8 +251,7 @@ def read_report(path: Path | str, since: float | None = None) -> AuditReport:
             report.verdicts[verdict] = count
             report.total += count
         for source, verdict, count in conn.execute(
-            f"SELECT COALESCE(source, '-'), verdict, COUNT(*) FROM decisions {where}"
-            " GROUP BY 1, 2",
+            f"SELECT COALESCE(source, '-'), verdict, COUNT(*) FROM decisions {where} GROUP BY 1, 2",
             args,
         ):
             report.sources.setdefault(source, {})[verdict] = count

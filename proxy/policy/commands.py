@@ -313,8 +313,8 @@ def cmd_numbers_list(args: argparse.Namespace) -> int:
                 print(f"holding     {h.holder:<16} {h.range}" + (f"  # {h.note}" if h.note else ""))
         if not args.holder:
             for d in store.delegations(args.customer, args.principal):
-                state = "active" if d.active(now) else (
-                    "expired" if now >= d.valid_until else "future"
+                state = (
+                    "active" if d.active(now) else ("expired" if now >= d.valid_until else "future")
                 )
                 print(
                     f"delegation  {d.principal} -> {d.customer:<10} {d.range}  "
@@ -495,10 +495,14 @@ def cmd_plan_import(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     for item in report.files:
-        print(f"{item.path}: {item.dataset}, {item.rows} row(s)"
-              + (f", {item.skipped} skipped" if item.skipped else ""))
-    print(f"{report.blocks} allocated block(s), {report.frozen} frozen, "
-          f"{report.operators} operator(s) in {path}")
+        print(
+            f"{item.path}: {item.dataset}, {item.rows} row(s)"
+            + (f", {item.skipped} skipped" if item.skipped else "")
+        )
+    print(
+        f"{report.blocks} allocated block(s), {report.frozen} frozen, "
+        f"{report.operators} operator(s) in {path}"
+    )
     return 0
 
 

@@ -231,8 +231,10 @@ def evaluate(
 
     if identity.masked and identity.diverted_from is None and not source.allow_masked:
         # Code de la consommation L.221-17: a professional calling a consumer may not mask.
-        how = "From is anonymous" if identity.from_number.kind is NumberKind.ANONYMOUS else (
-            "Privacy: " + ";".join(sorted(identity.privacy))
+        how = (
+            "From is anonymous"
+            if identity.from_number.kind is NumberKind.ANONYMOUS
+            else ("Privacy: " + ";".join(sorted(identity.privacy)))
         )
         run.fire("masked-number", f"masked caller number ({how})")
 
@@ -260,7 +262,10 @@ def evaluate(
     firings = tuple(sorted(run.firings, key=lambda f: RULE_ORDER[f.rule_id]))
     rejecting = next((f for f in firings if f.action == "reject"), None)
     outcome: Outcome = (
-        "reject" if rejecting else "monitor" if any(f.action == "monitor" for f in firings)
+        "reject"
+        if rejecting
+        else "monitor"
+        if any(f.action == "monitor" for f in firings)
         else "allow"
     )
     caller = identity.caller
@@ -320,8 +325,8 @@ def _judge(
     french = e164 is not None and e164.startswith(_FRENCH_PLAN_CCS)
     if category == "unallocated":
         run.fire("unallocated-number", f"{label} is in no range of the French numbering plan")
-    elif data.allocation is not None and french and e164 is not None and run.on(
-        "unallocated-number"
+    elif (
+        data.allocation is not None and french and e164 is not None and run.on("unallocated-number")
     ):
         block = data.allocation.lookup(e164)
         if block is None:
@@ -334,14 +339,15 @@ def _judge(
     match: ListMatch | None = None
     if e164 is not None:
         match = data.lists.match(
-            e164, source.customer, now, principals=source.principals,
+            e164,
+            source.customer,
+            now,
+            principals=source.principals,
             principal=identity.principal,
         )
 
     if category != "foreign" and category != "unallocated":
-        _plan_rules(
-            run, identity, source, data, row, label, kind, match, e164 or item.raw, now
-        )
+        _plan_rules(run, identity, source, data, row, label, kind, match, e164 or item.raw, now)
 
     if match is not None and match.status is None:
         # ARCEP 2025-2215 contractual list; plan §2.2.2 assignee authorisation; L.221-17.

@@ -116,8 +116,8 @@ def _addr_spec(value: str) -> str:
     if start >= 0:
         end = value.find(">", start)
         return value[start + 1 : end if end > 0 else len(value)].strip()
-    return value.partition(";")[0].strip() if value.lstrip()[:4].lower() != "tel:" else (
-        value.strip()
+    return (
+        value.partition(";")[0].strip() if value.lstrip()[:4].lower() != "tel:" else (value.strip())
     )
 
 
@@ -208,8 +208,15 @@ def identity_from_values(
         _values(history_info)
     )
     return _assemble(
-        method, from_number, pai_numbers, parse_privacy(privacy), diverted,
-        _addr_spec(to_value) if to_value else None, marker_value, policy, call_id,
+        method,
+        from_number,
+        pai_numbers,
+        parse_privacy(privacy),
+        diverted,
+        _addr_spec(to_value) if to_value else None,
+        marker_value,
+        policy,
+        call_id,
     )
 
 

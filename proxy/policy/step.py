@@ -205,7 +205,11 @@ class PolicyStep:
         if self.audit is not None:
             self.audit.record(
                 AuditEntry.of(
-                    identity, verdict, now=now, source=origin.name, customer=source.customer,
+                    identity,
+                    verdict,
+                    now=now,
+                    source=origin.name,
+                    customer=source.customer,
                     status=status,
                 )
             )
@@ -243,15 +247,15 @@ class PolicyStep:
                 self.lists.close()
 
 
-def _observe(
-    history: FlowHistory, verdict: Verdict, identity: CallerIdentity, now: float
-) -> None:
+def _observe(history: FlowHistory, verdict: Verdict, identity: CallerIdentity, now: float) -> None:
     """Note where numbers of `cond` plan cells called (the flow exception's history)."""
     for item in verdict.judged:
         row = item.row
         e164 = item.number.e164
-        if row is not None and e164 is not None and Permission.COND in (
-            row.automated, row.interpersonal
+        if (
+            row is not None
+            and e164 is not None
+            and Permission.COND in (row.automated, row.interpersonal)
         ):
             destination = identity.destination
             if destination:
