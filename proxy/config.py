@@ -246,13 +246,17 @@ def _format_path(path: Sequence[str | int]) -> str:
 
 
 def parse_config(data: Any, path: Path | str = "<config>") -> Config:
-    """Validate already-loaded YAML data; relative paths are taken from the file's folder."""
+    """Validate already-loaded YAML data; `path` only names the file in error messages.
+
+    Relative paths in the configuration are taken from the working directory the proxy is
+    started in (docs/deployment.md), as most daemons do.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, ["(top level): expected a mapping of sections"])
     try:
-        return Config.model_validate(data, context={"base_dir": Path(path).parent})
+        return Config.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
