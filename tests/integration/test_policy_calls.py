@@ -238,7 +238,7 @@ def test_sms_platform_message_with_mobile_sender_rejected(
     """MESSAGE from an SMS platform with a 06 sender: 403 naming mobile-number, audited."""
     config = _config(tmp_path, ports, kind="automated", sms_platform=True)
     response, proxy = _rejected(
-        tmp_path, proxy_factory, config, MOBILE, scenario="uac_message_rejected.xml"
+        tmp_path, proxy_factory, config, MOBILE, scenario="uac_message.xml"
     )
     assert response.startswith("SIP/2.0 403 ")
     assert _reason_rule(response, 403) == "mobile-number"
