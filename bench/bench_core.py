@@ -1,7 +1,7 @@
 """In-process benchmark of the sans-IO core: full calls (INVITE/100/180/200/ACK/BYE/200)
 from a source through ProxyCore to a trunk, no sockets.
 
-    python bench/bench_core.py [--calls N] [--profile]
+    python bench/bench_core.py [--calls N] [--repeat R] [--profile]
 
 Only the CPU time spent inside `ProxyCore.handle()` is counted (process CPU time, which stays
 stable on a busy machine where wall time does not); building the peers' messages is not.
@@ -135,6 +135,7 @@ def main() -> int:
     """Parse arguments, run, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the best one is reported")
     parser.add_argument("--profile", action="store_true", help="print the cProfile top 25")
     args = parser.parse_args()
     run(200)  # warm-up: imports, regex caches
@@ -145,7 +146,8 @@ def main() -> int:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     else:
-        spent = run(args.calls)
+        # Best of N: the other processes on a shared machine only ever add time.
+        spent = min(run(args.calls) for _ in range(max(1, args.repeat)))
     print(f"calls: {args.calls}  core CPU time: {spent:.3f} s")
     print(f"{args.calls / spent:,.0f} calls/s  {spent / args.calls * 1e6:,.1f} µs/call (core only)")
     return 0

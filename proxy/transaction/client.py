@@ -33,7 +33,7 @@ from proxy.transaction.outputs import (
     Transmit,
     TransportFailed,
 )
-from proxy.transaction.timers import TimerName
+from proxy.transaction.timers import IdentityEnum, TimerName
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,7 +54,7 @@ A, B, C, D, E, F, K, M = (
 Ev = TxEvent
 
 
-class ClientInviteState(Enum):
+class ClientInviteState(IdentityEnum):
     """States of the INVITE client transaction (RFC 3261 Fig. 5, RFC 6026 Fig. 3)."""
 
     CALLING = "Calling"
@@ -64,7 +64,7 @@ class ClientInviteState(Enum):
     TERMINATED = "Terminated"
 
 
-class ClientNonInviteState(Enum):
+class ClientNonInviteState(IdentityEnum):
     """States of the non-INVITE client transaction (RFC 3261 Fig. 6)."""
 
     TRYING = "Trying"

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
-from proxy.transaction.timers import TimerName
+from proxy.transaction.timers import IdentityEnum, TimerName
 
 
-class TxEvent(Enum):
+class TxEvent(IdentityEnum):
     """Inputs to a transaction: messages from the network or the TU, and timer expiries."""
 
     TU_REQUEST = "tu_request"  # the TU hands the client transaction its request to send
@@ -59,7 +59,7 @@ def response_event(status: int) -> TxEvent:
     return TxEvent.FAILURE
 
 
-class Do(Enum):
+class Do(IdentityEnum):
     """Effects that are not timer operations."""
 
     SEND_REQUEST = "send_request"  # (re)transmit the request (client)

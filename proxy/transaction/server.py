@@ -30,7 +30,7 @@ from proxy.transaction.outputs import (
     TransactionOutput,
     Transmit,
 )
-from proxy.transaction.timers import TimerName
+from proxy.transaction.timers import IdentityEnum, TimerName
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +42,7 @@ G, H, I, J, L = TimerName.G, TimerName.H, TimerName.I, TimerName.J, TimerName.L 
 Ev = TxEvent
 
 
-class ServerInviteState(Enum):
+class ServerInviteState(IdentityEnum):
     """States of the INVITE server transaction (RFC 3261 Fig. 7, RFC 6026 Fig. 5)."""
 
     PROCEEDING = "Proceeding"
@@ -52,7 +52,7 @@ class ServerInviteState(Enum):
     TERMINATED = "Terminated"
 
 
-class ServerNonInviteState(Enum):
+class ServerNonInviteState(IdentityEnum):
     """States of the non-INVITE server transaction (RFC 3261 Fig. 8)."""
 
     TRYING = "Trying"

@@ -14,7 +14,17 @@ from functools import lru_cache
 from typing import Generic, Protocol, TypeVar
 
 
-class TimerName(Enum):
+class IdentityEnum(Enum):
+    """An Enum hashed by identity (members are singletons and compare by identity anyway).
+
+    Enum's own __hash__ is a Python-level `hash(self._name_)`; the transaction tables and
+    timer dicts are looked up several times per message, so the C-level one matters.
+    """
+
+    __hash__ = object.__hash__
+
+
+class TimerName(IdentityEnum):
     """The RFC 3261 transaction timers (Table 4), the proxy's Timer C (§16.6 step 11) and
     RFC 6026's Timers L and M (Accepted state)."""
 
