@@ -13,6 +13,7 @@ from tests.unit.core.core_helpers import (
     Harness,
     Messages,
     make_config,
+    make_harness,
     only_request,
     parse,
     sends,
@@ -107,3 +108,12 @@ def test_reload_keeps_health_and_drops_removed_trunks(h: Harness) -> None:
     h.advance(33)  # pings already in flight run to their end
     assert _pings(h.advance(60), TRUNK2) == []
     assert len(_pings(h.advance(30), TRUNK1)) >= 1
+
+
+def test_retry_after_zero_leaves_the_header_out(msg: Messages) -> None:
+    """routing.retry_after: 0 answers 503 without a Retry-After header."""
+    h = make_harness(make_config(routing={"retry_after": 0}))
+    _take_down(h)
+    actions = h.feed(msg.request("INVITE", call_id="all-down-0"), PBX1)
+    response = parse(sends(actions, PBX1)[-1].data)
+    assert response.status == 503 and response.get("Retry-After") is None
