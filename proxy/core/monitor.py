@@ -15,20 +15,17 @@ from proxy.core.routing import VIA_TRANSPORT, Routes, bare_host, uri_host
 if TYPE_CHECKING:
     from proxy.config import Trunk
 
-PING = "ping"
-
 
 class TrunkHealth:
     """The monitoring state of one trunk; it owns a "ping" timer in the core's heap."""
 
-    __slots__ = ("armed", "failures", "name", "sent", "up")
+    __slots__ = ("armed", "failures", "name", "up")
 
     def __init__(self, name: str) -> None:
         """A trunk presumed up until its pings say otherwise."""
         self.name = name
         self.up = True
         self.failures = 0
-        self.sent = 0
         self.armed: dict[str, int] = {}
 
     def succeeded(self) -> bool:

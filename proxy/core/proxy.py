@@ -133,12 +133,11 @@ class Inbound:
 class Branch:
     """One downstream client transaction of a response context (RFC 3261 §16.6)."""
 
-    __slots__ = ("cancel_pending", "cancelled", "hop", "tx")
+    __slots__ = ("cancel_pending", "cancelled", "tx")
 
-    def __init__(self, tx: ClientTransaction, hop: Hop) -> None:
-        """Record the client transaction `tx` sent to `hop`."""
+    def __init__(self, tx: ClientTransaction) -> None:
+        """Record the client transaction `tx`."""
         self.tx = tx
-        self.hop = hop
         self.cancel_pending = False  # CANCEL asked for before any provisional (§9.1)
         self.cancelled = False
 
@@ -259,11 +258,6 @@ class ProxyCore:
         """The transaction layer (for tests and metrics)."""
         return self._tm
 
-    @property
-    def in_flight(self) -> int:
-        """Server transactions still alive: a draining shell may stop when this is 0."""
-        return self._tm.server_count
-
     def busy(self) -> bool:
         """True while a request still waits for its final answer (a draining shell waits for
         False). Transactions lingering after their final (Timers I, J, L) do not count: they
@@ -368,7 +362,6 @@ class ProxyCore:
         destination = Destination(trunk.transport, hop_of_trunk(trunk).address)
         tx, outputs = self._tm.create_client("OPTIONS", data, branch, destination, now)
         tx.context = health
-        health.sent += 1
         self._emit(outputs, now, out)
         self._timers.arm(health, _PING, now + trunk.options_interval)
 
@@ -780,7 +773,7 @@ class ProxyCore:
             request.method, data, branch, destination, now, request if invite else None
         )
         tx.context = context
-        context.branches.append(Branch(tx, hop))
+        context.branches.append(Branch(tx))
         self._emit(outputs, now, out)
 
     def _decorate(self, context: ResponseContext, transport: str) -> str:

@@ -240,10 +240,6 @@ class Routes:
 
     # -- where requests go -------------------------------------------------------------
 
-    def trunk_of_source(self, source_name: str) -> Trunk:
-        """The trunk a source's calls leave through (validated at load)."""
-        return self.trunks[self.sources[source_name].trunk]
-
     def pbx_for(self, trunk_name: str, called: str | None) -> tuple[Source, Hop] | None:
         """The PBX an inbound call from `trunk_name` goes to: the longest configured prefix of
         the called number, else the trunk's default; None when neither gives a PBX."""
