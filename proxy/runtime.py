@@ -357,7 +357,7 @@ class Worker:
             components = build_components(config, self.config_path, self.index, self.metrics)
         except (ConfigError, OSError, ValueError) as exc:
             self.metrics.reloads.labels(result="failed").inc()
-            log.error("reload.failed", error=str(exc))
+            log.error("reload.failed", worker=self.index, error=str(exc))
             return False
         old = self.components
         self.config = config
@@ -370,7 +370,7 @@ class Worker:
             await old.aclose()
             await loop.run_in_executor(None, old.close)
         self.metrics.reloads.labels(result="ok").inc()
-        log.info("reload.done")
+        log.info("reload.done", worker=self.index)
         return True
 
 
