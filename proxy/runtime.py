@@ -88,6 +88,7 @@ class Worker:
         # Call-IDs of calls established through this worker and not yet ended by a BYE: a
         # drain keeps proxying their in-dialog requests until they end or the deadline.
         self.dialogs: set[str] = set()
+        self._cache_counts_seen: dict[int, tuple[int, int]] = {}
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -302,7 +303,16 @@ class Worker:
     async def _flush_audit(self) -> None:
         if self.components is not None:
             self.metrics.audit_queue.set(self.components.audit_backlog())
+            self._publish_cache_counts(self.components)
             await asyncio.get_running_loop().run_in_executor(None, self.components.flush_audit)
+
+    def _publish_cache_counts(self, components: Components) -> None:
+        # The cache counts plain ints on the hot path; Prometheus sees the deltas here.
+        hits, misses = components.certificate_cache_counts()
+        last_hits, last_misses = self._cache_counts_seen.get(id(components), (0, 0))
+        self.metrics.x5u_cache.labels(outcome="hit").inc(hits - last_hits)
+        self.metrics.x5u_cache.labels(outcome="miss").inc(misses - last_misses)
+        self._cache_counts_seen = {id(components): (hits, misses)}
 
     async def _poll_lists(self) -> None:
         if self.components is not None:

@@ -110,6 +110,11 @@ class Components:
         """Pick up number-list changes made by the CLI or another worker (blocking)."""
         self.flush_audit()
 
+    def certificate_cache_counts(self) -> tuple[int, int]:
+        """(hits, misses) of the x5u certificate cache since these components were built."""
+        cache = self.verification.cache
+        return cache.hits, cache.misses
+
     def signing_ready(self) -> bool:
         """True when signing is off, or on with its key loaded."""
         return not self.signing.settings.enabled or self.signing.outage_reason is None

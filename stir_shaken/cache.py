@@ -60,6 +60,10 @@ class CertCache:
         self.max_ttl = max_ttl
         self.negative_ttl = negative_ttl
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.hits = 0
+        """Lookups answered from the cache (a remembered failure counts too)."""
+        self.misses = 0
+        """Lookups that found nothing usable: the certificate must be fetched."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -68,11 +72,14 @@ class CertCache:
         """The cached certificates or failure for `url`, or None when absent or expired."""
         entry = self._entries.get(url)
         if entry is None:
+            self.misses += 1
             return None
         if now >= entry.expires:
             del self._entries[url]
+            self.misses += 1
             return None
         self._entries.move_to_end(url)
+        self.hits += 1
         return entry.value
 
     def put_bytes(
