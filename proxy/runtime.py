@@ -59,6 +59,9 @@ log = structlog.get_logger("sipguard")
 # `policy.audit.flush_interval_s` and `policy.reload_interval_s` (read at start). The audit
 # crash-loss window is bounded by the flush interval (README, "Audit").
 
+# Longest call the drain waits for; older entries are calls whose BYE we never saw.
+DIALOG_MAX_AGE = 12 * 3600.0
+
 
 class Worker:
     """One process's proxy: transport hub + core + timer + background chores."""
@@ -87,7 +90,9 @@ class Worker:
         self.draining = False
         # Call-IDs of calls established through this worker and not yet ended by a BYE: a
         # drain keeps proxying their in-dialog requests until they end or the deadline.
-        self.dialogs: set[str] = set()
+        # Call-ID -> when it was answered; a call whose BYE never crossed us ages out after
+        # DIALOG_MAX_AGE so the table cannot grow without bound.
+        self.dialogs: dict[str, float] = {}
         self._cache_counts_seen: dict[int, tuple[int, int]] = {}
 
     # -- start and stop ----------------------------------------------------------------------
@@ -243,9 +248,9 @@ class Worker:
         elif isinstance(action, TransactionEnded):
             self.metrics.transaction_ended(action)
             if action.method == "INVITE" and 200 <= action.status < 300:
-                self.dialogs.add(action.call_id)
+                self.dialogs[action.call_id] = time.time()
             elif action.method == "BYE":
-                self.dialogs.discard(action.call_id)
+                self.dialogs.pop(action.call_id, None)
             log.info(
                 "transaction",
                 call_id=action.call_id,
@@ -304,7 +309,13 @@ class Worker:
         if self.components is not None:
             self.metrics.audit_queue.set(self.components.audit_backlog())
             self._publish_cache_counts(self.components)
+            self._forget_old_dialogs(time.time())
             await asyncio.get_running_loop().run_in_executor(None, self.components.flush_audit)
+
+    def _forget_old_dialogs(self, now: float) -> None:
+        cutoff = now - DIALOG_MAX_AGE
+        for call_id in [c for c, answered in self.dialogs.items() if answered < cutoff]:
+            del self.dialogs[call_id]
 
     def _publish_cache_counts(self, components: Components) -> None:
         # The cache counts plain ints on the hot path; Prometheus sees the deltas here.
