@@ -432,9 +432,15 @@ async def _serve(config: Config, config_path: Path | None, index: int, workers: 
         from proxy.admin import start_admin
 
         admin = await start_admin(config.admin, worker)
+    x5u_server = None
+    if config.signing.enabled and config.signing.lab_x5u_server is not None and index == 0:
+        from proxy.x5u_server import start_x5u_server
+
+        x5u_server = await start_x5u_server(config.signing)
     await worker.serve_forever()
-    if admin is not None:
-        await admin.cleanup()
+    for runner in (admin, x5u_server):
+        if runner is not None:
+            await runner.cleanup()
     log.info("worker.stopped", worker=index)
     return 0
 

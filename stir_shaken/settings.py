@@ -42,6 +42,26 @@ def _check_token(token: str) -> str:
     return token
 
 
+class LabX5uServer(BaseModel):
+    """An HTTPS server for labs that publishes our certificate at the x5u URL's path.
+
+    In production the certificate lives on the MAN public repository (BPCO); a lab has none,
+    so the proxy can serve its own chain (issue 4 §4). The TLS certificate is the lab's
+    (`sipguard pki init` writes tls.pem/tls.key); verifiers must trust the lab root.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    tls_cert_file: Path
+    tls_key_file: Path
+    crl_file: Path | None = None
+    """Also served at `/crl` (the lab operator certificate's CRL distribution point)."""
+    max_age: int = Field(default=3600, ge=0)
+    """Cache-Control max-age of the responses, in seconds."""
+
+
 class SigningSettings(BaseModel):
     """The `signing:` section: the authentication service (checklist §2)."""
 
@@ -64,6 +84,8 @@ class SigningSettings(BaseModel):
     on_outage: Literal["reject_503", "bypass"] = "reject_503"
     bypass_token: str | None = None
     trusted_signing_sources: list[str] = Field(default_factory=list)
+    lab_x5u_server: LabX5uServer | None = None
+    """Serve the certificate chain at the x5u path over HTTPS (labs only; off by default)."""
     max_date_skew: int = Field(default=60, ge=1, le=3600)
     """Refuse to sign when an existing Date header is further off (RFC 8224 §4.1, 60 s)."""
 
