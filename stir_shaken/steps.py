@@ -350,9 +350,10 @@ class VerificationStep:
     * certificate not cached: `Defer(x5u)`; the shell fetches into `self.cache`, the core
       re-runs the step (nothing is edited before that point);
     * verified: PAI (or From) gets `verstat=TN-Validation-Passed`;
-    * failed, annotate mode: `verstat=TN-Validation-Failed` and `verification.failed:<code>`
-      in `assessment.rules_fired` (read it with `verification_failure`, build the upstream
-      Reason with `reason_header`);
+    * failed, annotate mode: `verstat=TN-Validation-Failed`, `verification.failed:<code>`
+      in `assessment.rules_fired` (read it with `verification_failure`), and the trunk's
+      `reason_style` Reason (`reason_header`) in `assessment.upstream_headers`, which the
+      core adds to every response it sends back to the trunk for this request;
     * failed, enforce mode: `Reject(code)` (MAN: the terminating operator breaks the call);
     * no Identity but a configured P-Identity-Bypass token: `verstat=No-TN-Validation`.
     """
@@ -433,6 +434,11 @@ class VerificationStep:
             return Reject(code, REASON_PHRASES.get(code, "Error"), result.reason, "verification")
         annotate_verstat(request, VERSTAT_FAILED)
         assessment.rules_fired.append(f"{FAILURE_PREFIX}{code}")
+        # Annotate mode lets the call through but tells the originating network why it
+        # failed, in every response to it (issue 4 §3): `Reason: SIP;cause=...` as the MAN
+        # test mode does, or `Reason: STIR;cause=...` (RFC 9410 §3), per trunk.
+        style = trunk.settings.reason_style
+        assessment.upstream_headers.append(("Reason", reason_header(code, style=style)))
         return _CONTINUE
 
     def _verify(

@@ -54,7 +54,14 @@ Decision = Continue | Reject | Defer
 
 @dataclass(slots=True)
 class Assessment:
-    """What earlier steps learnt about a request, handed to every later step."""
+    """What earlier steps learnt about a request, handed to every later step.
+
+    `upstream_headers` are (name, value) pairs the core adds to every response it sends
+    back towards the request's origin, relayed or generated, provisional or final (the 100
+    Trying sent before the steps run excepted). The verification step puts its
+    `Reason: SIP|STIR;cause=...` there in annotate mode (RFC 3326, RFC 9410 §3). A Reason
+    whose protocol the response already carries is left out (RFC 3326 §2: one per protocol).
+    """
 
     customer: str | None = None
     caller_e164: str | None = None
@@ -62,6 +69,7 @@ class Assessment:
     gateway: bool = False
     diverted_from: str | None = None
     rules_fired: list[str] = field(default_factory=list)
+    upstream_headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class RequestStep(Protocol):

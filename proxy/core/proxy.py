@@ -934,6 +934,8 @@ class ProxyCore:
                 # unavailable; it goes up as 500.
                 response.status = 500
                 response.reason = "Server Internal Error"
+        if context.assessment is not None:
+            _add_upstream_headers(context.assessment, response)
         self._send_upstream(context, response.status, response.to_bytes(), now, out)
 
     def _on_branch_failed(
@@ -1043,6 +1045,8 @@ class ProxyCore:
             return
         to_tag = None if status == 100 else "sg" + _hash("\x1f".join(server.key), 5)
         response = build_response(server.request, status, reason, to_tag=to_tag, extra=extra)
+        if context is not None and context.assessment is not None and server is context.server:
+            _add_upstream_headers(context.assessment, response)
         first_final = status >= 200 and server.final_status is None
         self._emit(server.respond(status, response.to_bytes(), now), now, out)
         if first_final:
@@ -1090,6 +1094,24 @@ class ProxyCore:
                     ack = output.request
                     self._forward_ack(ack, server_key(ack), context.inbound, now, out)
             # AckTimedOut: the upstream never ACKed our non-2xx; nothing left to do.
+
+
+def _add_upstream_headers(assessment: Assessment, response: Response) -> None:
+    """Add the decision steps' `upstream_headers` to a response going back towards the
+    request's origin (docs/design.md, "Decision steps"; issue 4 §3 for the verification
+    Reason). A Reason whose protocol the response already carries is left out: RFC 3326 §2
+    allows one Reason per protocol (hence RFC 9410's own STIR protocol value)."""
+    for name, value in assessment.upstream_headers:
+        if name.lower() == "reason":
+            protocol = _reason_protocol(value)
+            if any(_reason_protocol(v) == protocol for v in response.get_all("Reason")):
+                continue
+        response.add(name, value)
+
+
+def _reason_protocol(value: str) -> str:
+    """The protocol token of a Reason value ("SIP", "Q.850", "STIR"), upper-cased."""
+    return value.split(";", 1)[0].strip().upper()
 
 
 def _loop_hash(request: Request) -> str:

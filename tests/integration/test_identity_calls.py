@@ -353,13 +353,6 @@ def test_inbound_wrong_orig_fails(tmp_path: Path, proxy_factory: Factory, lab: L
     assert _verstat(invite) == "TN-Validation-Failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "annotate mode does not report the failure upstream yet: the core never turns"
-        " stir_shaken.steps.verification_failure() into a Reason on the responses (issue 4 §3)"
-    ),
-)
 def test_inbound_failure_reported_upstream_in_annotate_mode(
     tmp_path: Path, proxy_factory: Factory, lab: Lab
 ) -> None:
