@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from proxy.policy.audit import format_report, read_report
 from proxy.policy.engine import JudgedNumber, PolicyData, Verdict, evaluate
-from proxy.policy.identity import CallerIdentity, identity_from_values
+from proxy.policy.identity import CallerIdentity, identity_from_request, identity_from_values
 from proxy.policy.numbering import NumberKind, normalise_number
 from proxy.policy.numbers import (
     FlowHistory,
@@ -41,6 +41,9 @@ from proxy.policy.numbers import (
 from proxy.policy.plan import NumberingPlan, PlanError
 from proxy.policy.settings import PolicySettings, SourcePolicy
 from proxy.policy.step import _open_allocation, reason_phrase
+from proxy.sip.errors import SipParseError
+from proxy.sip.message import Request
+from proxy.sip.parser import parse_message
 
 __all__ = ["CDR_COLUMNS", "main", "register"]
 
@@ -240,7 +243,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     store = NumberStore(settings.database, zone=settings.timezone)
     history = FlowHistory(store, settings.flow_window_days * 86400.0)
     data = _policy_data(settings, history)
-    identity = identity_from_values(
+    if args.message is not None:
+        identity = identity_from_request(_pasted_request(args.message), source)
+    elif args.from_uri is None:
+        raise _UsageError("give --from (and --pai ...) or --message FILE")
+    else:
+        identity = _identity_from_args(args, source)
+    verdict = evaluate(identity, source, data, _moment(args.at, settings.timezone))
+    _print_verdict(sys.stdout, args.source, source, identity, verdict, settings, known)
+    store.close()
+    return 1 if verdict.outcome == "reject" else 0
+
+
+def _pasted_request(path: str) -> Request:
+    """A request an engineer pasted from a trace: a file, or '-' for standard input.
+
+    Traces and terminals lose the CRs, so line ends are made CRLF again before parsing.
+    """
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(errors="surrogateescape")
+    head, _, body = text.replace("\r\n", "\n").lstrip("\n").partition("\n\n")
+    data = (head.replace("\n", "\r\n") + "\r\n\r\n" + body).encode(errors="surrogateescape")
+    try:
+        message = parse_message(data)
+    except SipParseError as exc:
+        raise _UsageError(f"{path}: not a SIP message: {exc.reason}") from None
+    if not isinstance(message, Request):
+        raise _UsageError(f"{path}: a SIP response, not a request")
+    return message
+
+
+def _identity_from_args(args: argparse.Namespace, source: SourcePolicy) -> CallerIdentity:
+    return identity_from_values(
         method=args.method,
         from_value=args.from_uri,
         pai=args.pai or (),
@@ -251,10 +284,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         marker_value=args.marker,
         source=source,
     )
-    verdict = evaluate(identity, source, data, _moment(args.at, settings.timezone))
-    _print_verdict(sys.stdout, args.source, source, identity, verdict, settings, known)
-    store.close()
-    return 1 if verdict.outcome == "reject" else 0
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -543,7 +572,10 @@ def register(subparsers: Any) -> None:
     check = subparsers.add_parser("check", help="explain the policy decision for a caller ID")
     _common(check)
     check.add_argument("--source", required=True, help="configured source name")
-    check.add_argument("--from", dest="from_uri", required=True, help="From URI or number")
+    check.add_argument("--from", dest="from_uri", help="From URI or number")
+    check.add_argument(
+        "--message", help="a whole request pasted from a trace (file, or - for stdin)"
+    )
     check.add_argument("--pai", action="append", help="P-Asserted-Identity (repeatable)")
     check.add_argument("--privacy", help="Privacy header value (e.g. id)")
     check.add_argument("--diversion", action="append", help="Diversion header value")
