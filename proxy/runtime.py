@@ -40,6 +40,7 @@ from proxy.core.events import (
     CertificateFetched,
     ConfigReloaded,
     ConnectionClosed,
+    ConnectionFailed,
     DatagramReceived,
     DrainStarted,
     Event,
@@ -217,6 +218,11 @@ class Worker:
     def connection_closed(self, connection_id: int) -> None:
         """A connection went away."""
         self._dispatch(ConnectionClosed(connection_id))
+
+    def connection_failed(self, transport: str, remote: Address, error: str) -> None:
+        """A connection could not be opened: the core fails over, or retries over UDP
+        (RFC 3261 §17.1.4, §18.1.1), instead of waiting for Timer B."""
+        self._dispatch(ConnectionFailed(transport, remote, error))
 
     # -- the core -------------------------------------------------------------------------------
 

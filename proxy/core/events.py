@@ -47,6 +47,22 @@ class ConnectionClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    """The shell could not open a `transport` ("tcp"|"tls") connection to `remote` (refused,
+    timed out, TLS handshake failed); `error` says why, for the log.
+
+    Whatever the core sent there is lost: its client transactions towards that destination
+    that have had no response yet see a transport error (RFC 3261 §17.1.4, §16.9: as a 503
+    from that branch), or, when TCP was only chosen for the request's size, the request is
+    sent again over UDP (RFC 3261 §18.1.1).
+    """
+
+    transport: str
+    remote: Address
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """The deadline returned by `next_deadline()` was reached."""
 
@@ -80,6 +96,7 @@ Event = (
     DatagramReceived
     | StreamMessageReceived
     | ConnectionClosed
+    | ConnectionFailed
     | TimerFired
     | CertificateFetched
     | ConfigReloaded

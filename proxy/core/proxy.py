@@ -30,6 +30,7 @@ from proxy.core.events import (
     CertificateFetched,
     ConfigReloaded,
     ConnectionClosed,
+    ConnectionFailed,
     DatagramReceived,
     DrainStarted,
     Event,
@@ -133,13 +134,15 @@ class Inbound:
 class Branch:
     """One downstream client transaction of a response context (RFC 3261 §16.6)."""
 
-    __slots__ = ("cancel_pending", "cancelled", "tx")
+    __slots__ = ("cancel_pending", "cancelled", "size_fallback", "tx")
 
-    def __init__(self, tx: ClientTransaction) -> None:
-        """Record the client transaction `tx`."""
+    def __init__(self, tx: ClientTransaction, *, size_fallback: bool = False) -> None:
+        """Record the client transaction `tx`; `size_fallback` says it went over TCP only
+        because the request was too large for UDP (RFC 3261 §18.1.1)."""
         self.tx = tx
         self.cancel_pending = False  # CANCEL asked for before any provisional (§9.1)
         self.cancelled = False
+        self.size_fallback = size_fallback
 
 
 class ResponseContext:
@@ -319,6 +322,8 @@ class ProxyCore:
             # Nothing to forget: a response for a closed connection carries the Via address
             # too, and the shell opens a new connection there (RFC 3261 §18.2.2).
             pass
+        elif isinstance(event, ConnectionFailed):
+            self._on_connection_failed(event.transport, event.remote, now, out)
         return out
 
     # -- start, timers, configuration -------------------------------------------------
@@ -758,7 +763,8 @@ class ProxyCore:
         branch = self._decorate(context, transport)
         data = request.to_bytes()
         threshold = self._routes.config.routing.udp_mtu_threshold
-        if transport == "udp" and hop.tcp_fallback and len(data) > threshold:
+        size_fallback = transport == "udp" and hop.tcp_fallback and len(data) > threshold
+        if size_fallback:
             # §18.1.1: a request larger than 1300 bytes (an Identity header does that)
             # goes over a congestion-controlled transport when the peer offers one.
             self._undecorate(context)
@@ -773,7 +779,71 @@ class ProxyCore:
             request.method, data, branch, destination, now, request if invite else None
         )
         tx.context = context
-        context.branches.append(Branch(tx))
+        context.branches.append(Branch(tx, size_fallback=size_fallback))
+        self._emit(outputs, now, out)
+
+    def _on_connection_failed(
+        self, transport: str, remote: tuple[str, int], now: float, out: list[Action]
+    ) -> None:
+        """The shell could not open a `transport` connection to `remote`: the requests it
+        carried are lost. Client transactions towards it that have had no response yet
+        (still Calling/Trying: a later connection failure says nothing of a request already
+        answered) see a transport error, which the core treats as a 503 from that branch
+        (RFC 3261 §17.1.4, §16.9): failover to the backup trunk, or an answer upstream,
+        instead of waiting 64*T1 for Timer B. A branch that went over TCP only because of
+        its size is retried over UDP instead (§18.1.1)."""
+        # The transaction layer keeps no index by destination; this event is rare.
+        lost = [
+            tx
+            for tx in self._tm._clients.values()
+            if tx.state is tx.INITIAL
+            and tx.destination.transport == transport
+            and tx.destination.remote == remote
+        ]
+        for tx in lost:
+            if tx.terminated:
+                continue
+            context = tx.context
+            if isinstance(context, ResponseContext):
+                branch = context.branch_of(tx)
+                if (
+                    branch is not None
+                    and branch.size_fallback
+                    and not context.cancelled
+                    and not context.server.answered
+                ):
+                    self._retry_over_udp(context, branch, now, out)
+                    continue
+            self._emit(tx.transport_error(now), now, out)
+
+    def _retry_over_udp(
+        self, context: ResponseContext, failed: Branch, now: float, out: list[Action]
+    ) -> None:
+        """§18.1.1: a request sent over TCP only because of its size whose connection could
+        not be made "SHOULD" be retried over UDP, the top Via changed to UDP. The TCP
+        transaction ends quietly (its transport-error report is not acted on: this retry
+        replaces it); the retry is a new branch, with our Via and Record-Route rewritten
+        for UDP. RFC 3261 names a TCP reset; a silent port (timeout) is treated the same,
+        since UDP is the trunk's configured transport and TCP was only our choice."""
+        failed.tx.transport_error(now)
+        request = context.request
+        self._undecorate(context)
+        branch = self._decorate(context, "udp")
+        destination = Destination("udp", failed.tx.destination.remote)
+        invite = request.method == "INVITE"
+        tx, outputs = self._tm.create_client(
+            request.method,
+            request.to_bytes(),
+            branch,
+            destination,
+            now,
+            request if invite else None,
+        )
+        tx.context = context
+        retry = Branch(tx)
+        retry.cancel_pending = failed.cancel_pending
+        context.branches.append(retry)
+        self._log.info("transport.udp_retry", remote=destination.remote)
         self._emit(outputs, now, out)
 
     def _decorate(self, context: ResponseContext, transport: str) -> str:
@@ -954,8 +1024,9 @@ class ProxyCore:
             return
         if self._failover(context, status, now, out):
             return
-        if tx.method == "INVITE":
-            # §16.7 step 1 / §16.8: the branch behaves as if it received a 408.
+        if tx.method == "INVITE" or status != 408:
+            # §16.7 step 1 / §16.8: the branch behaves as if it received a 408; §16.9: a
+            # transport error as a 503, which the upstream, not timed out, still awaits.
             self._reply(context.server, status, now, out, context=context)
         else:
             # RFC 4320 §4.1: no 408 to a non-INVITE (the upstream has timed out by now

@@ -48,6 +48,10 @@ class TransportEvents(Protocol):
     def connection_closed(self, connection_id: int) -> None:
         """A connection went away."""
 
+    def connection_failed(self, transport: str, remote: Address, error: str) -> None:
+        """A connection the hub opened to send something could not be established: what
+        was queued for it is lost (RFC 3261 §17.1.4: the transaction layer must hear of it)."""
+
 
 class _UdpEndpoint(asyncio.DatagramProtocol):
     def __init__(self, hub: TransportHub) -> None:
@@ -262,13 +266,18 @@ class TransportHub:
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             self.send_failures += 1
+            error = str(exc) or type(exc).__name__
             log.warning(
                 "stream.connect_failed",
                 transport=connection.transport,
                 remote=f"{connection.remote[0]}:{connection.remote[1]}",
-                error=str(exc) or type(exc).__name__,
+                error=error,
             )
+            connection.pending.clear()
+            # Forget the connection first: what the core sends in answer (a failover, a
+            # retry over UDP) must not queue behind this dead one.
             self._unregister(connection)
+            self.events.connection_failed(connection.transport, connection.remote, error)
             return
         writer_transport = transport
         connection.writer = _TransportWriter(writer_transport)
