@@ -275,21 +275,33 @@ class Worker:
             self._spawn(self._fetch(action.url))
 
     def _rearm(self) -> None:
+        """Keep one loop timer at the core's earliest deadline, touching it only when needed.
+
+        The timer armed already stays when it fires no later than the new deadline (plus
+        the slack): firing early is harmless (the core finds nothing due and we re-arm),
+        whereas cancelling and re-creating a loop timer after every message is not. It is
+        armed `slack` past the deadline so that timers due within a few ms (the Timers
+        J/K/L/M of consecutive calls) are handled in one wake-up."""
         core = self.core
         if core is None:
             return
+        slack = 0.005
         deadline = core.next_deadline()
-        if deadline == self._timer_deadline and self._timer is not None:
+        armed = self._timer_deadline
+        if self._timer is not None and (
+            deadline is None or (armed is not None and armed <= deadline + slack)
+        ):
             return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._timer_deadline = deadline
+        self._timer_deadline = None
         if deadline is None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, deadline - time.time())
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+        fire = deadline + slack
+        self._timer_deadline = fire
+        self._timer = loop.call_at(loop.time() + max(0.0, fire - time.time()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -92,6 +92,8 @@ DEFER_TIMEOUT = 10.0
 _DEFER = "defer"
 _PING = "ping"
 _COOKIE = "z9hG4bK"
+_TRYING_START = b"SIP/2.0 100 Trying\r\n"
+_TRYING_END = b"\r\nContent-Length: 0\r\n\r\n"
 
 
 class Logger(Protocol):
@@ -416,7 +418,7 @@ class ProxyCore:
             self._reply_to_unparseable(problem, inbound, out)
             return
         via = self._stamp_via(request, inbound)
-        key = server_key(request)
+        key = server_key(request, via=via)
         server = self._tm.find_server(request, key)
         if server is not None:
             # A retransmission, or the ACK of our non-2xx final (§17.2.3).
@@ -1113,6 +1115,14 @@ class ProxyCore:
     ) -> None:
         """Answer through `server` with a response of our own (§8.2.6, §16.7)."""
         if server.terminated:
+            return
+        if status == 100 and not extra and reason is None:
+            # The 100 Trying of every INVITE: the template holds exactly the headers it
+            # copies (§8.2.6: Via, From, To without a tag, Call-ID, CSeq, Timestamp), so
+            # their original lines are joined as they are.
+            lines = [h.to_bytes() for h in server.request.headers]
+            data = _TRYING_START + b"\r\n".join(lines) + _TRYING_END
+            self._emit(server.respond(100, data, now), now, out)
             return
         to_tag = None if status == 100 else "sg" + _hash("\x1f".join(server.key), 5)
         response = build_response(server.request, status, reason, to_tag=to_tag, extra=extra)

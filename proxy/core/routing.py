@@ -89,10 +89,12 @@ class Routes:
         "_advertised",
         "_origins",
         "_peer_hosts",
+        "_rr_values",
         "_sent_by",
         "_sources",
         "_trunk_by_address",
         "_trunk_by_host",
+        "_via_prefixes",
         "advertise",
         "config",
         "our_hosts",
@@ -147,6 +149,9 @@ class Routes:
             self._trunk_by_address.setdefault((host, trunk.port), trunk)
             self._trunk_by_host.setdefault(host, trunk)
         self._origins: dict[tuple[str, Address, str | None], Origin] = {}
+        # The strings we add to every forwarded request, rendered once per configuration.
+        self._via_prefixes: dict[str, str] = {}
+        self._rr_values: dict[tuple[str, int], str] = {}
         self._peer_hosts = set(self._trunk_by_host)
         for source in config.sources:
             if source.pbx is not None:
@@ -230,13 +235,22 @@ class Routes:
     def via_value(self, transport: str, branch: str) -> str:
         """Our Via (RFC 3261 §16.6 step 8); `rport` asks the next hop to answer to the
         source port it saw (RFC 3581), which keeps NATs between us and a trunk working."""
-        host, port = self.sent_by(transport)
-        return f"SIP/2.0/{VIA_TRANSPORT[transport]} {host}:{port};branch={branch};rport"
+        prefix = self._via_prefixes.get(transport)
+        if prefix is None:
+            host, port = self.sent_by(transport)
+            prefix = f"SIP/2.0/{VIA_TRANSPORT[transport]} {host}:{port};branch="
+            self._via_prefixes[transport] = prefix
+        return prefix + branch + ";rport"
 
     def record_route_value(self, transport: str, port: int) -> str:
         """One Record-Route entry naming this proxy on `transport`/`port` (loose routing)."""
-        host = self.sent_by(transport)[0]
-        return f"<sip:{host}:{port};transport={transport};lr>"
+        value = self._rr_values.get((transport, port))
+        if value is None:
+            host = self.sent_by(transport)[0]
+            value = f"<sip:{host}:{port};transport={transport};lr>"
+            if len(self._rr_values) < 64:  # ports come from our own sockets: few
+                self._rr_values[(transport, port)] = value
+        return value
 
     # -- where requests go -------------------------------------------------------------
 

@@ -19,13 +19,16 @@ from proxy.transaction.server import (
 from proxy.transaction.timers import DeadlineHeap, TimerName, TimerSettings
 
 if TYPE_CHECKING:
+    from proxy.sip.headers import Via
     from proxy.sip.message import Request, Response
     from proxy.transaction.outputs import Destination, TransactionOutput
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: marks a branch as globally unique
 
 
-def server_key(request: Request, method: str | None = None) -> TransactionKey:
+def server_key(
+    request: Request, method: str | None = None, *, via: Via | None = None
+) -> TransactionKey:
     """The key a request's server transaction is filed under (RFC 3261 §17.2.3).
 
     With an RFC 3261 branch: branch, sent-by and method, where ACK counts as INVITE (it
@@ -33,9 +36,11 @@ def server_key(request: Request, method: str | None = None) -> TransactionKey:
     peers) a simplified §17.2.3 fallback: Request-URI, From tag, Call-ID, CSeq number and
     top Via sent-by. `method` overrides the request's own (a CANCEL looks up its INVITE).
     Only the fields a proxy never edits (not received/rport) go in, so the key computed
-    before and after adding them is the same.
+    before and after adding them is the same; hence a caller holding the top Via already
+    (stamped or not) may pass it as `via` instead of having it parsed again.
     """
-    via = request.top_via
+    if via is None:
+        via = request.top_via
     if method is None:
         method = request.method
         if method == "ACK":
@@ -54,6 +59,26 @@ def server_key(request: Request, method: str | None = None) -> TransactionKey:
         port,
         method,
     )
+
+
+def top_branch(response: Response) -> str | None:
+    """The branch of a response's top Via (RFC 3261 §17.1.3), read without parsing the Via
+    when it is written plainly (`;branch=` in the first value of the first Via line, as every
+    Via of ours is); anything else goes through the full Via parser."""
+    value = response.get("Via")
+    if value is None:
+        return response.top_via.branch  # raises MissingHeader
+    start = value.find(";branch=")
+    comma = value.find(",")
+    if start < 0 or (0 <= comma < start) or '"' in value:
+        return response.top_via.branch
+    start += 8
+    end = len(value)
+    for stop in (";", ",", " ", "\t"):
+        index = value.find(stop, start)
+        if 0 <= index < end:
+            end = index
+    return value[start:end] or None
 
 
 def client_key(branch: str, method: str) -> TransactionKey:
@@ -125,7 +150,7 @@ class TransactionManager:
 
     def find_client(self, response: Response) -> ClientTransaction | None:
         """The client transaction a response matches: top Via branch and CSeq method."""
-        branch = response.top_via.branch
+        branch = top_branch(response)
         if branch is None:
             return None
         return self._clients.get((branch, response.cseq.method))

@@ -83,6 +83,8 @@ def _durations(settings: TimerSettings, reliable: bool) -> dict[TimerName, float
 
 
 K = TypeVar("K")
+# Below this many entries the heap is never compacted.
+_COMPACT_MIN = 4096
 
 
 class TimerOwner(Protocol[K]):
@@ -99,12 +101,13 @@ class DeadlineHeap(Generic[K]):
     timer must be harmless). Tokens are unique, so re-arming a timer invalidates older entries.
     """
 
-    __slots__ = ("_counter", "_heap")
+    __slots__ = ("_counter", "_heap", "_limit")
 
     def __init__(self) -> None:
         """Create an empty heap."""
         self._heap: list[tuple[float, int, TimerOwner[K], K]] = []
         self._counter = itertools.count()
+        self._limit = _COMPACT_MIN
 
     def __len__(self) -> int:
         """Number of entries, stale ones included."""
@@ -114,7 +117,19 @@ class DeadlineHeap(Generic[K]):
         """Arm (or re-arm) `owner`'s timer `name` to fire at `when`."""
         token = next(self._counter)
         owner.armed[name] = token
-        heapq.heappush(self._heap, (when, token, owner, name))
+        heap = self._heap
+        heapq.heappush(heap, (when, token, owner, name))
+        if len(heap) > self._limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the stale entries (a Timer C re-armed by every provisional leaves one that
+        would otherwise sit for 180 s holding its transaction alive), then allow the heap to
+        double again before the next pass: amortised O(1) per `arm`."""
+        heap = self._heap
+        heap[:] = [e for e in heap if e[2].armed.get(e[3]) == e[1]]
+        heapq.heapify(heap)
+        self._limit = max(_COMPACT_MIN, 2 * len(heap))
 
     @staticmethod
     def cancel(owner: TimerOwner[K], name: K) -> None:
