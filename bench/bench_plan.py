@@ -1,8 +1,8 @@
 """Micro-benchmark of the numbering plan: classify() lookups/s and µs per lookup.
 
 Run: ``python bench/bench_plan.py [seconds]``. Also times normalise_number(), and
-AllocationStore.lookup() when the shared ARCEP copy is present. Prints numbers only; nothing
-is asserted.
+AllocationStore.lookup() (SQL) and AllocationIndex.lookup() (in memory) when the shared ARCEP
+copy is present. Prints numbers only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from proxy.policy.allocation import AllocationStore
+from proxy.policy.allocation import AllocationIndex, AllocationStore
 from proxy.policy.numbering import normalise_number
 from proxy.policy.plan import NumberingPlan
 
@@ -71,6 +71,14 @@ def main(seconds: float = 1.0) -> None:
                 store.lookup(text)
 
         _rate("AllocationStore.lookup()", lookup_all, len(SAMPLES), seconds)
+        index = AllocationIndex.from_store(store)
+
+        def index_all() -> None:
+            for text in SAMPLES:
+                index.lookup(text)
+
+        # What the policy step uses: the same answers from memory, no SQL.
+        _rate("AllocationIndex.lookup()", index_all, len(SAMPLES), seconds)
         store.close()
 
 

@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from proxy.policy.numbering import NumberKind, normalise_number
 __all__ = [
     "Allocation",
     "AllocationImportError",
+    "AllocationIndex",
     "AllocationStore",
     "ImportReport",
     "ImportedFile",
@@ -423,3 +425,80 @@ class AllocationStore:
             frozen=False,
             allocated_on=dt.date.fromisoformat(allocated_on) if allocated_on else None,
         )
+
+
+_PLAIN_FRENCH = re.compile(r"\+33[1-9][0-9]{8}")
+
+
+class AllocationIndex:
+    """Every block of an `AllocationStore` in memory: `lookup` without SQL on the hot path.
+
+    Built at start and after each import (`from_store`, off the hot path); answers exactly as
+    `AllocationStore.lookup` does (a test compares them over every block of the shared data):
+    the longest block of the number's length, MAJNUM before MAJNFB, unless a strictly longer
+    frozen (GELNUM) prefix covers the number.
+    """
+
+    def __init__(
+        self, blocks: dict[tuple[str, int], Allocation], frozen: dict[str, Allocation]
+    ) -> None:
+        self._blocks = blocks
+        self._frozen = frozen
+
+    @classmethod
+    def from_store(cls, store: AllocationStore) -> AllocationIndex:
+        """Read every block, frozen block and operator name of `store`."""
+        db = store._db
+        names: dict[str, str] = {}
+        # identifiants_CE first, as _NAME_SQL orders them: the first name seen for a code wins.
+        for code, name in db.execute(
+            "SELECT code, name FROM operators ORDER BY dataset != 'identifiants_CE'"
+        ):
+            names.setdefault(code, name)
+        blocks: dict[tuple[str, int], Allocation] = {}
+        for prefix, length, code, territory, allocated_on in db.execute(
+            "SELECT prefix, number_length, holder_code, territory, allocated_on FROM blocks"
+            " ORDER BY dataset = 'MAJNFB'"
+        ):
+            blocks.setdefault(
+                (prefix, length),
+                Allocation(
+                    block=prefix,
+                    holder_code=code,
+                    holder_name=names.get(code),
+                    territory=territory,
+                    frozen=False,
+                    allocated_on=dt.date.fromisoformat(allocated_on) if allocated_on else None,
+                ),
+            )
+        frozen = {
+            prefix: Allocation(prefix, "", None, None, True, None, kind)
+            for prefix, kind in db.execute("SELECT prefix, type FROM frozen")
+        }
+        return cls(blocks, frozen)
+
+    def lookup(self, e164: str) -> Allocation | None:
+        """See `AllocationStore.lookup`."""
+        if _PLAIN_FRENCH.fullmatch(e164):
+            # normalise_number's national form of +33 + 9 digits is "0" + those digits (DOM
+            # blocks written under +33 included); skipping it saves ~10 µs per new number.
+            national: str | None = "0" + e164[3:]
+        else:
+            number = normalise_number(e164)
+            national = number.national
+            if number.kind not in (NumberKind.E164, NumberKind.SHORT):
+                return None
+        if national is None:
+            return None
+        length = len(national)
+        blocks, frozen = self._blocks, self._frozen
+        # Longest prefix first; at equal length an allocated block beats a frozen one.
+        for size in range(length, 0, -1):
+            prefix = national[:size]
+            found = blocks.get((prefix, length))
+            if found is not None:
+                return found
+            found = frozen.get(prefix)
+            if found is not None:
+                return found
+        return None

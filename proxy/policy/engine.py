@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -28,7 +28,7 @@ from proxy.policy.identity import CallerIdentity
 from proxy.policy.numbering import CallerNumber, NumberKind
 from proxy.policy.numbers import ListMatch
 from proxy.policy.plan import NumberingPlan, Permission, PlanRow
-from proxy.policy.rules import RULE_ORDER, RuleAction
+from proxy.policy.rules import RULE_ORDER, RULES, RuleAction
 from proxy.policy.settings import PolicySettings, SourcePolicy
 
 __all__ = [
@@ -167,7 +167,32 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _day(now: float, zone: str) -> date:
-    return datetime.fromtimestamp(now, _zone(zone)).date()
+    """The local date of `now` in `zone`.
+
+    A zone-aware `fromtimestamp` costs several µs and the answer changes once a day: the last
+    day is kept with the [start, end) span of epoch seconds it covers, computed from the zone
+    itself (so DST days of 23 or 25 hours are handled by zoneinfo, not by arithmetic here).
+    """
+    cached = _DAY_CACHE.get(zone)
+    if cached is not None and cached[0] <= now < cached[1]:
+        return cached[2]
+    tz = _zone(zone)
+    day = datetime.fromtimestamp(now, tz).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=tz).timestamp()
+    # Only trust the span if both ends really map back to `day` (a zone whose midnight falls
+    # in a DST gap would otherwise give a span that starts early); else skip the cache.
+    if (
+        start <= now < end
+        and datetime.fromtimestamp(start, tz).date() == day
+        and datetime.fromtimestamp(end, tz).date() == following
+    ):
+        _DAY_CACHE[zone] = (start, end, day)
+    return day
+
+
+_DAY_CACHE: dict[str, tuple[float, float, date]] = {}
 
 
 def _label(item: CallerNumber, role: Role) -> str:
@@ -178,21 +203,44 @@ def _label(item: CallerNumber, role: Role) -> str:
 _ROLE_NAMES: dict[str, str] = {"from": "From", "pai": "PAI", "diversion": "Diversion"}
 
 
+def _action_table(settings: PolicySettings, source: SourcePolicy) -> dict[str, RuleAction]:
+    """The effective action of every rule for `source`, worked out once.
+
+    `PolicySettings.action` walks three mappings per call and the engine asks it for several
+    rules per request; settings and sources are frozen models, so the answer cannot change
+    for a given pair and is memoised per (settings, source) object pair.
+    """
+    key = (id(settings), id(source))
+    cached = _ACTION_TABLES.get(key)
+    # The objects are kept in the entry: an id is only unique while its object lives.
+    if cached is not None and cached[0] is settings and cached[1] is source:
+        return cached[2]
+    table = {rule.id: settings.action(rule.id, source) for rule in RULES}
+    if len(_ACTION_TABLES) >= 256:
+        _ACTION_TABLES.clear()
+    _ACTION_TABLES[key] = (settings, source, table)
+    return table
+
+
+_ACTION_TABLES: dict[
+    tuple[int, int], tuple[PolicySettings, SourcePolicy, dict[str, RuleAction]]
+] = {}
+
+
 class _Run:
     """Accumulates firings for one evaluation (rules with action `off` are skipped)."""
 
-    __slots__ = ("firings", "settings", "source")
+    __slots__ = ("actions", "firings")
 
-    def __init__(self, settings: PolicySettings, source: SourcePolicy) -> None:
-        self.settings = settings
-        self.source = source
+    def __init__(self, actions: dict[str, RuleAction]) -> None:
+        self.actions = actions
         self.firings: list[Firing] = []
 
     def on(self, rule_id: str) -> bool:
-        return self.settings.action(rule_id, self.source) != "off"
+        return self.actions[rule_id] != "off"
 
     def fire(self, rule_id: str, reason: str) -> None:
-        action = self.settings.action(rule_id, self.source)
+        action = self.actions[rule_id]
         if action == "off":
             return
         if any(f.rule_id == rule_id and f.reason == reason for f in self.firings):
@@ -224,7 +272,7 @@ def evaluate(
 ) -> Verdict:
     """Judge one request: every rule that fires, and the outcome."""
     settings = data.settings
-    run = _Run(settings, source)
+    run = _Run(_action_table(settings, source))
     day = _day(now, settings.timezone)
     kind = identity.kind
     judged: list[JudgedNumber] = []

@@ -23,6 +23,7 @@ from proxy.policy.numbering import CallerNumber, NumberKind, normalise_number, n
 from proxy.policy.settings import Marker, SourceKind, SourcePolicy
 from proxy.sip.errors import SipParseError
 from proxy.sip.headers import NameAddr, parse_name_addr, split_values
+from proxy.sip.message import header_key
 from proxy.sip.uri import SipUri, TelUri, Uri
 
 if TYPE_CHECKING:
@@ -271,29 +272,79 @@ def _marker_from_request(request: Request, marker: Marker | None) -> str | None:
     return None
 
 
+# The headers the identity reads, by slot. One walk over the request's header list replaces a
+# `get`/`get_all` per header (each of which walks the whole list again and re-derives its key).
+_FROM, _PAI, _PRIVACY, _TO, _DIVERSION, _HISTORY = range(6)
+_SLOTS = {
+    "from": _FROM,
+    "p-asserted-identity": _PAI,
+    "privacy": _PRIVACY,
+    "to": _TO,
+    "diversion": _DIVERSION,
+    "history-info": _HISTORY,
+}
+# Header.name -> slot (or -1), memoised: the key is `header_key(name)`, exactly what
+# `SipMessage.get` compares, so compact and oddly cased names match as they do there. Header
+# names repeat from message to message; the bound only guards against a peer inventing names.
+_slot_of_name: dict[str, int] = {}
+
+
+def _slot(name: str) -> int:
+    slot = _slot_of_name.get(name)
+    if slot is None:
+        if len(_slot_of_name) >= 1024:
+            _slot_of_name.clear()
+        slot = _slot_of_name[name] = _SLOTS.get(header_key(name), -1)
+    return slot
+
+
 def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdentity:
     """Build the identity of a parsed request for a source."""
-    from_value = request.get("From") or ""
+    from_value: str | None = None
+    privacy: str | None = None
+    to_value: str | None = None
+    pai_values: list[str] = []
+    diversion: list[str] = []
+    history: list[str] = []
+    slot_of = _slot_of_name
+    for header in request.headers:
+        slot = slot_of.get(header.name)
+        if slot is None:
+            slot = _slot(header.name)
+        if slot < 0:
+            continue
+        if slot == _PAI:
+            pai_values.append(header.value)
+        elif slot == _FROM:
+            if from_value is None:  # first header of that name, as `get` answers
+                from_value = header.value
+        elif slot == _TO:
+            if to_value is None:
+                to_value = header.value
+        elif slot == _PRIVACY:
+            if privacy is None:
+                privacy = header.value
+        elif slot == _DIVERSION:
+            diversion.append(header.value)
+        else:
+            history.append(header.value)
     pai: list[CallerNumber] = []
-    for header in request.get_all("P-Asserted-Identity"):
-        for value in split_values(header) if "," in header else (header,):
+    for header_value in pai_values:
+        for value in split_values(header_value) if "," in header_value else (header_value,):
             if value.strip():
                 pai.append(cached_number(_addr_spec(value)))
     diverted = None
-    diversion = request.get_all("Diversion")
     if diversion:
         diverted = _diverting_from_diversion(_values(diversion))
-    if diverted is None:
-        history = request.get_all("History-Info")
-        if history:
-            diverted = _diverting_from_history(_values(history))
+    if diverted is None and history:
+        diverted = _diverting_from_history(_values(history))
     return _assemble(
         request.method,
-        cached_number(_addr_spec(from_value)),
+        cached_number(_addr_spec(from_value or "")),
         tuple(pai),
-        parse_privacy(request.get("Privacy")),
+        parse_privacy(privacy),
         diverted,
-        _addr_spec(request.get("To") or ""),
+        _addr_spec(to_value or ""),
         _marker_from_request(request, source.marker),
         source,
         request.call_id,

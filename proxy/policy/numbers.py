@@ -308,10 +308,11 @@ def _number_keys(e164: str) -> Iterator[int]:
         yield (value // _POW10[free]) * 16 + width
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    row_id: int
-    holder: str
+# One holding in the index: (row id, holder). A plain tuple of an int and a str, not a class:
+# CPython stops tracking such tuples in the garbage collector once it has seen them, so a list
+# of a million numbers does not add two million objects to every full collection (which took
+# over a second with instances here).
+_Held = tuple[int, str]
 
 
 class ListSnapshot:
@@ -326,6 +327,7 @@ class ListSnapshot:
         self.zone = zone
         self.generation = 0
         self._held: dict[int, tuple[_Held, ...]] = {}
+        self._holder_names: dict[str, str] = {}
         self._delegated: dict[int, tuple[Delegation, ...]] = {}
         self.holding_rows = 0
         self.delegation_rows = 0
@@ -334,7 +336,8 @@ class ListSnapshot:
 
     def add_holding(self, row_id: int, holder: str, rng: NumberRange) -> None:
         """Index one holding row."""
-        item = _Held(row_id, holder)
+        # One string object per holder rather than one per row read from SQLite.
+        item: _Held = (row_id, self._holder_names.setdefault(holder, holder))
         for key in _range_keys(rng):
             self._held[key] = (*self._held.get(key, ()), item)
         self.holding_rows += 1
@@ -342,7 +345,7 @@ class ListSnapshot:
     def remove_holding(self, row_id: int, rng: NumberRange) -> None:
         """Drop one holding row from the index."""
         for key in _range_keys(rng):
-            kept = tuple(h for h in self._held.get(key, ()) if h.row_id != row_id)
+            kept = tuple(h for h in self._held.get(key, ()) if h[0] != row_id)
             if kept:
                 self._held[key] = kept
             else:
@@ -374,7 +377,7 @@ class ListSnapshot:
         for key in _number_keys(e164):
             entry = held.get(key)
             if entry:
-                found.extend(h.holder for h in entry)
+                found.extend(h[1] for h in entry)
         return tuple(found)
 
     def delegations(self, e164: str) -> tuple[Delegation, ...]:
@@ -414,7 +417,7 @@ class ListSnapshot:
             key = (value // _POW10[free]) * 16 + width
             h = held.get(key)
             if h:
-                held_found.extend(x.holder for x in h)
+                held_found.extend(x[1] for x in h)
             d = delegated.get(key)
             if d:
                 delegations.extend(d)

@@ -10,6 +10,7 @@ import pytest
 from proxy.policy.allocation import (
     Allocation,
     AllocationImportError,
+    AllocationIndex,
     AllocationStore,
 )
 
@@ -388,3 +389,40 @@ def test_shared_copy_frozen_npv(arcep: AllocationStore) -> None:
     found = arcep.lookup("0162286000")
     assert found is not None and found.frozen
     assert found.frozen_type == "Numéros polyvalents vérifiés"
+
+
+def _index_agrees(store: AllocationStore, numbers: list[str]) -> None:
+    index = AllocationIndex.from_store(store)
+    for number in numbers:
+        assert index.lookup(number) == store.lookup(number), number
+
+
+def test_index_answers_as_the_store_on_the_fixture(store: AllocationStore) -> None:
+    """The in-memory index (hot path) and the SQL lookup give the same block, frozen or not."""
+    numbers = [
+        "0162000001", "+33162001234", "+33 6 12 00 00 00", "0612345678", "+262262123456",
+        "07000001234567", "3010", "118218", "15", "+508411234", "0140123456", "+33999999999",
+        "+4915112345678", "anonymous", "+33012345678", "+3316200123",
+    ]  # fmt: skip
+    numbers += [f"+33{d}{n:08d}" for d in range(1, 10) for n in range(0, 10**8, 7_654_321)]
+    _index_agrees(store, numbers)
+
+
+def test_index_answers_as_the_store_on_the_shared_data(tmp_path: Path) -> None:
+    """Same over every block (and a number around each) of the shared ARCEP copy."""
+    if not (SHARED / "MAJNUM.csv").is_file():
+        pytest.skip(f"shared ARCEP test data not found at {SHARED}")
+    store = AllocationStore(tmp_path / "a.sqlite3")
+    store.import_files(sorted(SHARED.glob("*.csv")))
+    prefixes = [
+        p for (p,) in store._db.execute("SELECT prefix FROM blocks UNION SELECT prefix FROM frozen")
+    ]
+    numbers = []
+    for prefix in prefixes[::7]:
+        if len(prefix) < 10 and prefix.startswith("0"):
+            national = (prefix + "123456789")[:10]
+            numbers += [national, "+33" + national[1:]]
+        else:
+            numbers.append(prefix)
+    _index_agrees(store, numbers)
+    store.close()

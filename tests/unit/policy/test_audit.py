@@ -231,3 +231,33 @@ def test_check_cdr_missing_column_is_a_usage_error(
     cdr.write_text("time,source,caller\n2026-03-16T10:00:00,dialer,0162000001\n")
     assert main(["audit", "check-cdr", str(cdr), "--config", str(config)]) == 2
     assert "missing column(s) From" in capsys.readouterr().err
+
+
+def test_record_decision_writes_the_row_audit_entry_of_writes(tmp_path: Path):
+    """The hot path's flat tuple and `AuditEntry.of` give the same `decisions` rows."""
+    from proxy.policy.engine import evaluate
+    from proxy.policy.identity import identity_from_values
+    from tests.unit.policy.policy_fixtures import NOW, data, source
+
+    cases = [
+        {"from_value": "<sip:+33162000001@pbx>", "pai": ["<tel:+33162000001>"]},
+        {"from_value": "<sip:+33612345678@pbx>"},
+        {"from_value": "<sip:anonymous@anonymous.invalid>", "pai": ["<sip:0162000001@x>"],
+         "privacy": "id"},
+        {"from_value": '"A \\"q\\"" <sip:ACME@pbx>', "pai": ["<sip:+33948000001@x>", "<tel:3010>"]},
+        {"from_value": "<sip:+33162000001@pbx>", "diversion": ["<sip:+33170000000@x>"]},
+    ]
+    both = AuditLog(tmp_path / "a.sqlite3"), AuditLog(tmp_path / "b.sqlite3")
+    for i, case in enumerate(cases):
+        identity = identity_from_values(method="INVITE", call_id=f"c{i}", **case)  # type: ignore[arg-type]
+        verdict = evaluate(identity, source(), data(), NOW)
+        status = 403 if verdict.rejecting else None
+        both[0].record(
+            AuditEntry.of(identity, verdict, now=NOW, source="dialer", customer="c", status=status)
+        )
+        both[1].record_decision(identity, verdict, NOW, "dialer", "c", status)
+    for log in both:
+        log.close()
+    first, second = (entries(log.path) for log in both)
+    assert [dict(r, id=0) for r in first] == [dict(r, id=0) for r in second]
+    assert any(r["rules"] for r in first) and any(not r["rules"] for r in first)
