@@ -230,8 +230,9 @@ class Worker:
         core = self.core
         if core is None:
             return
+        now = time.time()
         try:
-            actions = core.handle(event, time.time())
+            actions = core.handle(event, now)
         except Exception:
             # Anything escaping the core is our bug: count it, keep the loop alive, drop
             # only this message (docs/design.md, "Errors").
@@ -241,6 +242,9 @@ class Worker:
         for action in actions:
             self._execute(action)
         self._rearm()
+        # The time spent here feeds the core's overload gauge (503 to new INVITEs when the
+        # worker is busy nearly all the time).
+        core.record_busy(now, time.time())
 
     def _execute(self, action: object) -> None:
         if isinstance(action, Send):

@@ -38,6 +38,7 @@ from proxy.core.events import (
     TimerFired,
 )
 from proxy.core.monitor import TrunkHealth, build_ping, select_trunk
+from proxy.core.overload import LoadGauge
 from proxy.core.routing import (
     DEFAULT_PORTS,
     Hop,
@@ -250,6 +251,7 @@ class ProxyCore:
         self._drain_deadline: float | None = None
         self._parked: dict[str, list[ResponseContext]] = {}
         self._ping_seq = 0
+        self._load = LoadGauge()
 
     # -- public API --------------------------------------------------------------------
 
@@ -262,6 +264,21 @@ class ProxyCore:
     def transactions(self) -> TransactionManager:
         """The transaction layer (for tests and metrics)."""
         return self._tm
+
+    @property
+    def load(self) -> LoadGauge:
+        """The overload gauge (its `overloaded` flag makes new INVITEs answered 503)."""
+        return self._load
+
+    def record_busy(self, start: float, end: float) -> None:
+        """The shell spent [start, end] (time.time() seconds) on one event; see
+        `proxy.core.overload`. While the worker is overloaded new INVITEs get 503."""
+        changed = self._load.record(start, end)
+        if changed is not None:
+            self._log.warning(
+                "overload.shedding" if changed else "overload.cleared",
+                stretch_s=round(self._load.stretch, 3),
+            )
 
     def busy(self) -> bool:
         """True while a request still waits for its final answer (a draining shell waits for
@@ -437,6 +454,11 @@ class ProxyCore:
             self._on_cancel(request, server, now, out)
             return
         if method == "INVITE":
+            if self._load.overloaded and request.to.tag is None:
+                # Shed load before it snowballs: a new call is refused at once (cheaper
+                # than routing it), in-dialog requests and other calls' messages go on.
+                self._reply(server, 503, now, out, reason="Overloaded", extra=self._retry_after())
+                return
             # §16.2 / §17.2.1: the proxy answers 100 at once, which stops the upstream's
             # INVITE retransmissions while the call is routed and (maybe) policed.
             self._reply(server, 100, now, out)
