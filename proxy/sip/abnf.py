@@ -40,6 +40,7 @@ QUOTED_PAIR_RE = re.compile(r"\\([\x00-\x09\x0b\x0c\x0e-\x7f])")
 # hostname = *( domainlabel "." ) toplabel [ "." ]; IPv4address; IPv6reference
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
 HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
+HOSTNAME_RE = re.compile(HOSTNAME)
 IPV6_REFERENCE = r"\[[0-9A-Fa-f:.]+\]"
 HOST = rf"(?:{IPV6_REFERENCE}|{HOSTNAME})"
 HOST_RE = re.compile(HOST)

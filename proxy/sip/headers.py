@@ -193,11 +193,48 @@ def split_values(value: str) -> list[str]:
     return [item for item in _split(value) if item]
 
 
+# token characters as a set, for the str-method fast paths (``issuperset`` runs in C)
+_TOKEN_SET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_DIGIT_SET = frozenset("0123456789")
+
+
+def _parse_params_fast(text: str) -> dict[str, str | None] | None:
+    """``;name[=value]`` items of token characters only, no whitespace; None otherwise.
+
+    A value of token characters cannot be read as IPv6address / quoted-string /
+    IPv6reference (those need ``:``, ``"`` or ``[``), so the full grammar gives the same.
+    """
+    if not text.startswith(";"):
+        return None
+    params: dict[str, str | None] = {}
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        if not name or not _TOKEN_SET.issuperset(name):
+            return None
+        if eq:
+            if not value or not _TOKEN_SET.issuperset(value):
+                return None
+            params[name.lower()] = value
+        else:
+            params[name.lower()] = None
+    return params
+
+
 def parse_params(text: str, what: str) -> dict[str, str | None]:
     """Parse ``*( SEMI generic-param )``; names lower-cased, values as written.
 
     Raises :class:`BadHeader` naming ``what`` when the text is not a parameter list.
     """
+    if not text:
+        return {}
+    params = _parse_params_fast(text)
+    if params is not None:
+        return params
+    return parse_params_full(text, what)
+
+
+def parse_params_full(text: str, what: str) -> dict[str, str | None]:
+    """:func:`parse_params` without the fast path (the reference it is tested against)."""
     params: dict[str, str | None] = {}
     if not text.strip(" \t"):
         return params
@@ -304,8 +341,50 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
+def _parse_via_fast(item: str) -> Via | None:
+    """``SIP/2.0/TRANSPORT host[:port][;params]`` without whitespace in the sent-by and
+    params and without IPv6; None when unsure (then the full regex decides)."""
+    if not item.startswith("SIP/2.0/"):
+        return None
+    space = item.find(" ", 8)
+    transport = item[8:space]
+    if space < 0 or not transport or not _TOKEN_SET.issuperset(transport):
+        return None
+    rest = item[space + 1 :]
+    if " " in rest or "\t" in rest:
+        return None
+    hostport, semi, params_text = rest.partition(";")
+    host, colon, port = hostport.partition(":")
+    port_number: int | None = None
+    if colon:
+        if not 0 < len(port) <= 5 or not _DIGIT_SET.issuperset(port):
+            return None
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    if abnf.HOSTNAME_RE.fullmatch(host) is None:
+        return None
+    if semi:
+        params = _parse_params_fast(semi + params_text)
+        if params is None:
+            return None
+        _check_via_params(params)
+    else:
+        params = {}
+    return Via("SIP/2.0", transport.upper(), host.lower(), port_number, params)
+
+
 def parse_via(value: str) -> list[Via]:
     """Parse a Via header value; one line may carry several comma-separated via-parms."""
+    if "," not in value:
+        via = _parse_via_fast(value.strip(" \t"))
+        if via is not None:
+            return [via]
+    return parse_via_full(value)
+
+
+def parse_via_full(value: str) -> list[Via]:
+    """:func:`parse_via` without the fast path (the reference it is tested against)."""
     vias: list[Via] = []
     for item in _split(value):
         match = abnf.VIA_RE.fullmatch(item)
@@ -341,6 +420,22 @@ CSEQ_MAX = 2**31 - 1
 
 def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; the number must be below 2**31 (RFC 3261 §8.1.1.5)."""
+    number, space, method = value.partition(" ")
+    if (
+        space
+        and 0 < len(number) <= 10
+        and _DIGIT_SET.issuperset(number)
+        and method
+        and _TOKEN_SET.issuperset(method)
+    ):
+        seq = int(number)
+        if seq <= CSEQ_MAX:
+            return CSeq(seq, method)
+    return parse_cseq_full(value)
+
+
+def parse_cseq_full(value: str) -> CSeq:
+    """:func:`parse_cseq` without the fast path (the reference it is tested against)."""
     match = abnf.CSEQ_RE.fullmatch(value)
     if match is None:
         raise BadHeader("Malformed CSeq header")
@@ -378,6 +473,8 @@ class NameAddr:
 
 
 def _unquote(quoted: str) -> str:
+    if "\\" not in quoted:
+        return quoted[1:-1]
     return abnf.QUOTED_PAIR_RE.sub(lambda m: m.group(1), quoted[1:-1])
 
 
@@ -390,18 +487,25 @@ def parse_name_addr(value: str) -> NameAddr:
     text = value.strip(" \t")
     display: str | None = None
     if text.startswith('"'):
-        match = abnf.QUOTED_RE.match(text)
-        if match is None:
-            raise BadHeader("Unbalanced quotes in display name")
-        display = _unquote(match.group(0))
-        text = text[match.end() :].lstrip(" \t")
+        end = text.find('"', 1)
+        quoted = text[: end + 1]
+        if end > 0 and "\\" not in quoted and "\r" not in quoted and "\n" not in quoted:
+            # fast path: no quoted-pair, so the closing quote is the first one after
+            display = quoted[1:-1]
+            text = text[end + 1 :].lstrip(" \t")
+        else:
+            match = abnf.QUOTED_RE.match(text)
+            if match is None:
+                raise BadHeader("Unbalanced quotes in display name")
+            display = _unquote(match.group(0))
+            text = text[match.end() :].lstrip(" \t")
         if not text.startswith("<"):
             raise BadHeader("Quoted display name not followed by <URI>")
     elif "<" in text:
         lt = text.index("<")
         words = text[:lt].split()
         # display-name = *(token LWS): only token characters outside quotes
-        if not all(abnf.TOKEN_RE.fullmatch(word) for word in words):
+        if not all(_TOKEN_SET.issuperset(word) for word in words):
             raise BadHeader("Malformed display name (must be tokens or a quoted string)")
         display = " ".join(words) if words else None
         text = text[lt:]

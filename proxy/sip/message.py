@@ -8,6 +8,7 @@ access and cached until the next edit through :class:`SipMessage` methods.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 from proxy.sip import abnf
@@ -45,9 +46,23 @@ _ERRORS = "surrogateescape"
 REPLY_KEYS = ("via", "from", "to", "call-id", "cseq")
 
 
+# header name as callers spell it -> lookup key; callers pass literals, but the size is
+# bounded anyway in case a name comes from the network.
+_KEYS: dict[str, str] = {}
+_KEYS_LIMIT = 1024
+
+#: Max-Forwards cache value meaning "not read yet" (None means "absent")
+_UNREAD = -1
+
+
 def header_key(name: str) -> str:
     """Lookup key of a header name: lower-case canonical name (``"v"`` -> ``"via"``)."""
-    return canonical_name(name).lower()
+    key = _KEYS.get(name)
+    if key is None:
+        key = sys.intern(canonical_name(name).lower())
+        if len(_KEYS) < _KEYS_LIMIT:
+            _KEYS[name] = key
+    return key
 
 
 class Header:
@@ -122,7 +137,18 @@ class Header:
 class SipMessage:
     """Common part of requests and responses: ``headers`` (ordered) and ``body`` (bytes)."""
 
-    __slots__ = ("_cseq", "_from", "_to", "_vias", "body", "headers", "version")
+    __slots__ = (
+        "_call_id",
+        "_cseq",
+        "_from",
+        "_max_forwards",
+        "_to",
+        "_top_via",
+        "_vias",
+        "body",
+        "headers",
+        "version",
+    )
 
     headers: list[Header]
     body: bytes
@@ -136,11 +162,34 @@ class SipMessage:
         self.version = version
         self._invalidate()
 
-    def _invalidate(self) -> None:
-        self._vias: list[Via] | None = None
-        self._cseq: CSeq | None = None
-        self._from: NameAddr | None = None
-        self._to: NameAddr | None = None
+    def _invalidate(self, key: str | None = None) -> None:
+        """Forget the typed values parsed from headers of ``key`` (all when None).
+
+        Each cached value depends only on the lines of its own header, so an edit of one
+        header keeps the others' values (the core edits Via, Route and Max-Forwards and
+        then reads From, To and CSeq again).
+        """
+        if key is None:
+            self._vias: list[Via] | None = None
+            self._top_via: Via | None = None
+            self._cseq: CSeq | None = None
+            self._from: NameAddr | None = None
+            self._to: NameAddr | None = None
+            self._call_id: str | None = None
+            self._max_forwards: int | None = _UNREAD
+        elif key == "via":
+            self._vias = None
+            self._top_via = None
+        elif key == "from":
+            self._from = None
+        elif key == "to":
+            self._to = None
+        elif key == "cseq":
+            self._cseq = None
+        elif key == "call-id":
+            self._call_id = None
+        elif key == "max-forwards":
+            self._max_forwards = _UNREAD
 
     # --- generic access -------------------------------------------------------------
     def get(self, name: str) -> str | None:
@@ -177,14 +226,14 @@ class SipMessage:
         if index is None:
             index = 0 if first else len(self.headers)
         self.headers.insert(index, header)
-        self._invalidate()
+        self._invalidate(key)
 
     def remove(self, name: str) -> int:
         """Remove every header of that name; return how many lines were removed."""
         key = header_key(name)
         before = len(self.headers)
         self.headers = [h for h in self.headers if h.key != key]
-        self._invalidate()
+        self._invalidate(key)
         return before - len(self.headers)
 
     def replace(self, name: str, value: str) -> None:
@@ -194,7 +243,7 @@ class SipMessage:
         self.headers = [h for h in self.headers if h.key != key]
         header = Header(name, value)
         self.headers.insert(len(self.headers) if index is None else index, header)
-        self._invalidate()
+        self._invalidate(key)
 
     def pop_first_value(self, name: str) -> str | None:
         """Remove and return the first comma-value of the first header of that name.
@@ -211,7 +260,7 @@ class SipMessage:
                 del self.headers[i]
             else:
                 header.value = ", ".join(items[1:])
-            self._invalidate()
+            self._invalidate(key)
             return items[0] if items else ""
         return None
 
@@ -228,24 +277,33 @@ class SipMessage:
     @property
     def top_via(self) -> Via:
         """The topmost Via; raises MissingHeader when there is none."""
+        via = self._top_via
+        if via is not None:
+            return via
         vias = self._vias
         if vias is not None:
             if not vias:
                 raise MissingHeader("Missing Via")
-            return vias[0]
-        value = self.get("Via")
-        if value is None:
-            raise MissingHeader("Missing Via")
-        return parse_via(value)[0]
+            via = vias[0]
+        else:
+            value = self.get("Via")
+            if value is None:
+                raise MissingHeader("Missing Via")
+            via = parse_via(value)[0]
+        self._top_via = via
+        return via
 
     @property
     def call_id(self) -> str:
         """The Call-ID; raises MissingHeader / BadHeader."""
-        value = self.get("Call-ID")
+        value = self._call_id
         if value is None:
-            raise MissingHeader("Missing Call-ID")
-        if abnf.CALLID_RE.fullmatch(value) is None:
-            raise BadHeader("Malformed Call-ID header")
+            value = self.get("Call-ID")
+            if value is None:
+                raise MissingHeader("Missing Call-ID")
+            if abnf.CALLID_RE.fullmatch(value) is None:
+                raise BadHeader("Malformed Call-ID header")
+            self._call_id = value
         return value
 
     @property
@@ -284,13 +342,23 @@ class SipMessage:
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards (0-255, leading zeros allowed) or None when absent."""
+        number = self._max_forwards
+        if number != _UNREAD:
+            return number
         value = self.get("Max-Forwards")
         if value is None:
-            return None
-        match = abnf.DIGITS_RE.fullmatch(value)
-        if match is None or int(match.group(1)) > 255:
-            raise BadHeader("Malformed Max-Forwards header")
-        return int(match.group(1))
+            number = None
+        elif value.isdigit() and len(value) <= 3 and value.isascii():
+            number = int(value)  # the usual "70"; DIGITS_RE accepts it with this value
+            if number > 255:
+                raise BadHeader("Malformed Max-Forwards header")
+        else:
+            match = abnf.DIGITS_RE.fullmatch(value)
+            if match is None or int(match.group(1)) > 255:
+                raise BadHeader("Malformed Max-Forwards header")
+            number = int(match.group(1))
+        self._max_forwards = number
+        return number
 
     # --- output ---------------------------------------------------------------------
     def start_line(self) -> str:

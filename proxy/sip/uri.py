@@ -20,6 +20,14 @@ _UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _USER_SAFE = _UNRESERVED | frozenset("&=+$,;?/")
 _PASSWORD_SAFE = _UNRESERVED | frozenset("&=+$,")
 
+# Fast-path character sets: the grammar's character classes without the ``%XX`` escape
+# alternative (a ``%`` anywhere sends the text to the full regex).  ``issuperset`` on a
+# str runs in C, which is the point.
+_USER_FAST = _USER_SAFE
+_PASSWORD_FAST = _PASSWORD_SAFE
+_PARAM_FAST = _UNRESERVED | frozenset("[]/:&+$")  # paramchar minus escaped
+_DIGITS = frozenset("0123456789")
+
 
 def unescape(text: str) -> str:
     """Decode ``%XX`` escapes (RFC 3261 §19.1.2); bytes that are not UTF-8 survive as
@@ -137,6 +145,57 @@ def _split_params(text: str) -> dict[str, str | None]:
     return params
 
 
+def _parse_sip_fast(scheme: str, rest: str) -> SipUri | None:
+    """The common ``[user[:password]@]host[:port][;params]`` shape, or None.
+
+    None means "not sure", never "invalid": the caller then runs the full regex.  Only
+    text that the full grammar accepts with the same split gets a result here, so both
+    paths give equal values (tests/property/test_sip_fast_paths.py checks it).  No ``%``
+    (escapes), ``?`` (URI headers) or ``[`` (IPv6) is handled here.
+    """
+    at = rest.find("@")
+    if at >= 0:
+        # '@' is in none of the character sets after the user part: it appears once.
+        hostport = rest[at + 1 :]
+        user, colon, password = rest[:at].partition(":")
+        if not user or "@" in hostport or not _USER_FAST.issuperset(user):
+            return None
+        if colon:
+            if not _PASSWORD_FAST.issuperset(password):
+                return None
+            password_value: str | None = password
+        else:
+            password_value = None
+        user_value: str | None = user
+    else:
+        hostport = rest
+        user_value = password_value = None
+    hostport, semi, params = hostport.partition(";")
+    host, colon, port = hostport.partition(":")
+    port_number: int | None = None
+    if colon:
+        if not 0 < len(port) <= 5 or not _DIGITS.issuperset(port):
+            return None
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    if abnf.HOSTNAME_RE.fullmatch(host) is None:
+        return None
+    param_map: dict[str, str | None] = {}
+    if semi:
+        for item in params.split(";"):
+            name, eq, value = item.partition("=")
+            if not name or not _PARAM_FAST.issuperset(name):
+                return None
+            if eq:
+                if not value or not _PARAM_FAST.issuperset(value):
+                    return None
+                param_map[name.lower()] = value
+            else:
+                param_map[name.lower()] = None
+    return SipUri(scheme, user_value, password_value, host.lower(), port_number, param_map, {})
+
+
 def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
     match = abnf.SIP_URI_RE.fullmatch(rest)
     if match is None:
@@ -183,6 +242,19 @@ def parse_uri(text: str) -> Uri:
     ``sip``/``sips`` (any case) give :class:`SipUri`, ``tel`` gives :class:`TelUri`, any
     other syntactically valid scheme gives :class:`AbsoluteUri`.
     """
+    if text.startswith("sip:"):
+        uri = _parse_sip_fast("sip", text[4:])
+        if uri is not None:
+            return uri
+    elif text.startswith("sips:"):
+        uri = _parse_sip_fast("sips", text[5:])
+        if uri is not None:
+            return uri
+    return parse_uri_full(text)
+
+
+def parse_uri_full(text: str) -> Uri:
+    """:func:`parse_uri` without the fast path: the reference the fast path is tested against."""
     match = abnf.SCHEME_RE.match(text)
     if match is None:
         raise BadUri(f"Malformed URI (no scheme): {text[:80]}")
