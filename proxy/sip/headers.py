@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from proxy.sip import abnf
 from proxy.sip.errors import BadHeader, SipParseError
-from proxy.sip.uri import Uri, parse_uri
+from proxy.sip.uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -20,6 +20,7 @@ __all__ = [
     "NameAddr",
     "Via",
     "canonical_name",
+    "check_name_addr_list",
     "format_params",
     "parse_cseq",
     "parse_name_addr",
@@ -478,12 +479,51 @@ def _unquote(quoted: str) -> str:
     return abnf.QUOTED_PAIR_RE.sub(lambda m: m.group(1), quoted[1:-1])
 
 
+# value -> its parse: the same From/To/Contact/Route/Record-Route text comes back in every
+# message of a call and, for Contact/Route/Record-Route, of every call.  Callers get a copy
+# (the values are mutable dataclasses), errors are not remembered, the size is bounded.
+_NAME_ADDR_MEMO: dict[str, NameAddr] = {}
+_NAME_ADDR_MEMO_LIMIT = 4096
+
+
+def _copy_name_addr(known: NameAddr) -> NameAddr:
+    uri = known.uri
+    if type(uri) is SipUri:
+        uri = SipUri(
+            uri.scheme,
+            uri.user,
+            uri.password,
+            uri.host,
+            uri.port,
+            uri.params.copy(),
+            uri.headers.copy(),
+        )
+    elif type(uri) is TelUri:
+        uri = TelUri(uri.number, uri.params.copy())
+    else:
+        assert type(uri) is AbsoluteUri
+        uri = AbsoluteUri(uri.scheme, uri.text)
+    return NameAddr(known.display_name, uri, known.params.copy())
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``name-addr / addr-spec`` followed by header parameters.
 
     Without ``<>``, the URI stops at the first ``;``: what follows are header parameters,
     not URI parameters (RFC 3261 §20.10); such a URI may not contain ``,``, ``?`` or ``;``.
+    Each call returns a new object (remembered parses are copied).
     """
+    known = _NAME_ADDR_MEMO.get(value)
+    if known is not None:
+        return _copy_name_addr(known)
+    parsed = _parse_name_addr(value)
+    if len(_NAME_ADDR_MEMO) >= _NAME_ADDR_MEMO_LIMIT:
+        _NAME_ADDR_MEMO.clear()
+    _NAME_ADDR_MEMO[value] = _copy_name_addr(parsed)
+    return parsed
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip(" \t")
     display: str | None = None
     if text.startswith('"'):
@@ -534,3 +574,14 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
     if any(not item for item in items):
         raise BadHeader("Empty element in header list")
     return [parse_name_addr(item) for item in items]
+
+
+def check_name_addr_list(value: str) -> None:
+    """Raise what :func:`parse_name_addr_list` raises; build nothing for known values."""
+    items = _split(value)
+    if any(not item for item in items):
+        raise BadHeader("Empty element in header list")
+    memo = _NAME_ADDR_MEMO
+    for item in items:
+        if item not in memo:
+            parse_name_addr(item)

@@ -16,7 +16,7 @@ from proxy.sip.errors import (
     SipParseError,
     VersionNotSupported,
 )
-from proxy.sip.headers import parse_name_addr_list
+from proxy.sip.headers import check_name_addr_list
 from proxy.sip.message import Request, reply_headers_of
 from proxy.sip.uri import AbsoluteUri, SipUri
 
@@ -91,7 +91,7 @@ def _check(request: Request) -> None:
                 value = header.value
                 if key == "contact" and value.strip() == "*":
                     continue  # REGISTER "Contact: *" (RFC 3261 §10.2.2)
-                parse_name_addr_list(value)
+                check_name_addr_list(value)
             elif key == "date" and abnf.DATE_RE.fullmatch(header.value) is None:
                 raise BadHeader("Malformed Date header (RFC 3261 §20.17 wants GMT rfc1123-date)")
 

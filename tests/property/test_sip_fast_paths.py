@@ -25,9 +25,11 @@ from proxy.sip.errors import (
 from proxy.sip.headers import (
     NameAddr,
     _split,
+    check_name_addr_list,
     parse_cseq,
     parse_cseq_full,
     parse_name_addr,
+    parse_name_addr_list,
     parse_params,
     parse_params_full,
     parse_via,
@@ -396,3 +398,39 @@ def test_reference_helpers_are_the_regex_grammar() -> None:
         assert exc.reason == "Unbalanced quotes in display name"
     else:
         raise AssertionError("unbalanced quotes accepted")
+
+
+@_CHECKED
+@given(
+    st.lists(
+        st.sampled_from(["", " ", ",", "<sip:a@b>", '"x" <tel:+1>;a=b', "sip:c"])
+        | _text.map(lambda t: [t]),
+        max_size=4,
+    ).map(lambda parts: "".join(p for part in parts for p in part))
+)
+def test_remembered_name_addrs_equal_fresh_parses(text: str) -> None:
+    """A remembered parse equals a fresh one, and check_name_addr_list raises exactly what
+    parse_name_addr_list raises, whether the values were seen before or not."""
+    for _ in range(2):
+        _same(parse_name_addr, reference_name_addr, text)
+        _same(lambda t: check_name_addr_list(t), lambda t: parse_name_addr_list(t) and None, text)
+
+
+def test_remembered_name_addr_is_a_copy() -> None:
+    """Editing a returned NameAddr (or its URI) never changes what the next caller gets."""
+    value = '"A" <sip:alice@example.com;transport=udp>;tag=1'
+    first = parse_name_addr(value)
+    first.params["tag"] = "changed"
+    assert isinstance(first.uri, SipUri)
+    first.uri.params["lr"] = None
+    first.uri.host = "evil.example"
+    second = parse_name_addr(value)
+    assert second == reference_name_addr(value)
+    assert second.params["tag"] == "1" and second.uri is not first.uri
+    tel = parse_name_addr("<tel:+331;x=1>")
+    tel.uri.params.clear()  # type: ignore[union-attr]
+    assert parse_name_addr("<tel:+331;x=1>") == reference_name_addr("<tel:+331;x=1>")
+    urn = parse_name_addr("<urn:service:sos>")
+    assert urn == parse_name_addr("<urn:service:sos>") and urn is not parse_name_addr(
+        "<urn:service:sos>"
+    )
