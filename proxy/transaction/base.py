@@ -13,9 +13,9 @@ from proxy.transaction.fsm import (
     Backoff,
     Disarm,
     Do,
+    InvalidTransition,
     Table,
     TxEvent,
-    lookup,
 )
 from proxy.transaction.outputs import Destination, TransactionOutput
 from proxy.transaction.timers import DeadlineHeap, TimerName, TimerSettings
@@ -36,6 +36,7 @@ class Transaction:
         "_forget",
         "_heap",
         "_intervals",
+        "_reliable",
         "_settings",
         "armed",
         "context",
@@ -71,7 +72,8 @@ class Transaction:
         self._settings = settings
         self._forget = forget
         self._intervals: dict[TimerName, float] = {}
-        self._durations = settings.durations(destination.reliable)
+        self._reliable = destination.reliable
+        self._durations = settings.durations(self._reliable)
 
     @property
     def terminated(self) -> bool:
@@ -91,18 +93,38 @@ class Transaction:
         return out
 
     def _fire(self, event: TxEvent, now: float, msg: object, out: list[TransactionOutput]) -> None:
-        """Run the table entry for `event`, then any timer that was armed with duration 0."""
+        """Run the table entry for `event`, then any timer that was armed with duration 0.
+
+        The common effects (Do, Arm, Disarm) are dispatched here by exact type, without a
+        method call each; the back-off ones go through `_timer_effect`."""
         pending: list[TxEvent] = []
+        table = self.TABLE
+        armed = self.armed
         while True:
-            transition = lookup(self.MACHINE, self.TABLE, self.state, event)
+            transition = table.get((self.state, event))
+            if transition is None:
+                raise InvalidTransition(self.MACHINE, self.state, event)
             self.state = transition.next_state
             for effect in transition.effects:
-                if isinstance(effect, Do):
-                    self._do(effect, msg, out)
+                kind = type(effect)
+                if kind is Disarm:
+                    armed.pop(effect.timer, None)  # type: ignore[union-attr]
+                elif kind is Arm:
+                    timer = effect.timer  # type: ignore[union-attr]
+                    if timer in RETRANSMIT_TIMERS:
+                        self._timer_effect(effect, now, pending)  # type: ignore[arg-type]
+                        continue
+                    duration = self._durations[timer]
+                    if duration <= 0:
+                        pending.append(TIMER_EVENTS[timer])
+                    else:
+                        self._heap.arm(self, timer, now + duration)
+                elif kind is Backoff or kind is ArmT2:
+                    self._timer_effect(effect, now, pending)  # type: ignore[arg-type]
                 else:
-                    self._timer_effect(effect, now, pending)
+                    self._do(effect, msg, out)  # type: ignore[arg-type]
             if self.state is self.TERMINATED:
-                self.armed.clear()
+                armed.clear()
                 self._forget(self.key)
                 return
             if not pending:
@@ -116,11 +138,10 @@ class Transaction:
         self, effect: Arm | Disarm | Backoff | ArmT2, now: float, pending: list[TxEvent]
     ) -> None:
         timer = effect.timer
-        reliable = self.destination.reliable
         if isinstance(effect, Disarm):
             self.armed.pop(timer, None)
             return
-        if reliable and timer in RETRANSMIT_TIMERS:
+        if self._reliable and timer in RETRANSMIT_TIMERS:
             return
         if isinstance(effect, Arm):
             duration = self._durations[timer]
