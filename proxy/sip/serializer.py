@@ -95,8 +95,7 @@ def serialize(start_line: str, headers: Iterable[Header], body: bytes) -> bytes:
             if length_done:
                 continue
             length_done = True
-            match = abnf.DIGITS_RE.fullmatch(header.value)
-            if header.raw is not None and match is not None and int(match.group(1)) == length:
+            if header.raw is not None and _length_is(header.value, length):
                 parts.append(header.raw)
             else:
                 parts.append(b"Content-Length: %d" % length)
@@ -107,6 +106,14 @@ def serialize(start_line: str, headers: Iterable[Header], body: bytes) -> bytes:
     parts.append(b"")
     parts.append(body)
     return _CRLF.join(parts)
+
+
+def _length_is(value: str, length: int) -> bool:
+    # str(length) is the usual spelling; DIGITS_RE also takes leading zeros
+    if value == str(length):
+        return True
+    match = abnf.DIGITS_RE.fullmatch(value)
+    return match is not None and int(match.group(1)) == length
 
 
 def _safe_phrase(text: str) -> str:

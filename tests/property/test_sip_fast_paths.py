@@ -434,3 +434,20 @@ def test_remembered_name_addr_is_a_copy() -> None:
     assert urn == parse_name_addr("<urn:service:sos>") and urn is not parse_name_addr(
         "<urn:service:sos>"
     )
+
+
+@_CHECKED
+@given(st.one_of(st.integers(0, 99).map(str), st.text("0123456789 \t", max_size=4), _text))
+@example("0")
+@example("007")
+def test_content_length_fast_check_equals_regex(value: str) -> None:
+    """The serializer keeps a Content-Length line exactly when DIGITS_RE reads len(body)."""
+    body = b"1234567"
+    wire = b"OPTIONS sip:a@b SIP/2.0\r\nl: " + value.encode("utf-8", "surrogateescape")
+    try:
+        msg = parse_message(wire + b"\r\n\r\n" + body)
+    except SipParseError:
+        return
+    match = abnf.DIGITS_RE.fullmatch(msg.headers[0].value)
+    kept = match is not None and int(match.group(1)) == len(msg.body)
+    assert (msg.headers[0].raw in msg.to_bytes().split(b"\r\n")) == kept
