@@ -7,7 +7,7 @@ in its socket. A stretch of such back-to-back events lasting `period` means a st
 queue (arrivals outpace the worker), CoDel's signal: past that point every extra INVITE
 only delays the others until their retransmissions (T1, 500 ms) snowball, so the core
 answers new INVITEs 503 + Retry-After instead (RFC 3261 §21.5.4). The first idle gap (the
-queue drained) ends the stretch and the shedding.
+queue drained) ends the stretch. A second signal, INVITE retransmissions, is below.
 
 A worker at 80 % load idles between bursts many times a second, so it never trips; being
 preempted by another process inside an event only lengthens that event. `period` (1 s) is long
@@ -23,12 +23,35 @@ from __future__ import annotations
 
 OVERLOAD_GAP = 0.0005
 OVERLOAD_PERIOD = 1.0
+# The second signal: INVITE retransmissions reaching a transaction we already answered 100
+# (the upstream waited T1 without hearing from us) in a window of RETRANS_WINDOW seconds.
+RETRANS_WINDOW = 1.0
+RETRANS_MIN = 10  # at least this many in the window ...
+RETRANS_SHARE = 0.05  # ... and at least this share of the new INVITEs of the window
 
 
 class LoadGauge:
-    """Tracks the current back-to-back stretch of events and the overload flag it drives."""
+    """Tracks the current back-to-back stretch of events and the INVITE retransmissions
+    we caused, and the overload flag they drive.
 
-    __slots__ = ("_end", "_start", "gap", "overloaded", "period")
+    The stretch catches a standing queue early; the retransmissions catch a worker that is
+    already late by T1 (its queue broken up by preemption, so no long stretch shows),
+    which is when a proxy without shedding collapses. A bad retransmission window keeps
+    the flag for the next window.
+    """
+
+    __slots__ = (
+        "_end",
+        "_invites",
+        "_retrans",
+        "_retrans_hot",
+        "_start",
+        "_stretched",
+        "_window",
+        "gap",
+        "overloaded",
+        "period",
+    )
 
     def __init__(self, gap: float = OVERLOAD_GAP, period: float = OVERLOAD_PERIOD) -> None:
         """Overloaded once events run back to back (gaps < `gap`) for `period` seconds."""
@@ -37,6 +60,11 @@ class LoadGauge:
         self.overloaded = False
         self._start = 0.0  # when the current stretch began
         self._end = float("-inf")  # when the last event ended
+        self._stretched = False
+        self._window = float("-inf")  # when the current retransmission window began
+        self._invites = 0
+        self._retrans = 0
+        self._retrans_hot = False
 
     @property
     def stretch(self) -> float:
@@ -48,7 +76,27 @@ class LoadGauge:
         if start - self._end >= self.gap:
             self._start = start  # the worker was idle: a new stretch begins
         self._end = end
-        flag = end - self._start >= self.period
+        self._stretched = end - self._start >= self.period
+        return self._update()
+
+    def note_invite(self, now: float, retransmission: bool) -> bool | None:
+        """Count a new INVITE, or a retransmission of one still unanswered (final-wise);
+        return the new flag when it changed."""
+        if now - self._window >= RETRANS_WINDOW:
+            self._retrans_hot = (
+                self._retrans >= RETRANS_MIN and self._retrans >= RETRANS_SHARE * self._invites
+            )
+            self._window = now
+            self._invites = 0
+            self._retrans = 0
+        if retransmission:
+            self._retrans += 1
+        else:
+            self._invites += 1
+        return self._update()
+
+    def _update(self) -> bool | None:
+        flag = self._stretched or self._retrans_hot
         if flag == self.overloaded:
             return None
         self.overloaded = flag

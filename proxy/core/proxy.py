@@ -273,7 +273,12 @@ class ProxyCore:
     def record_busy(self, start: float, end: float) -> None:
         """The shell spent [start, end] (time.time() seconds) on one event; see
         `proxy.core.overload`. While the worker is overloaded new INVITEs get 503."""
-        changed = self._load.record(start, end)
+        self._overload_changed(self._load.record(start, end))
+
+    def _note_invite(self, now: float, *, retransmission: bool) -> None:
+        self._overload_changed(self._load.note_invite(now, retransmission))
+
+    def _overload_changed(self, changed: bool | None) -> None:
         if changed is not None:
             self._log.warning(
                 "overload.shedding" if changed else "overload.cleared",
@@ -439,6 +444,8 @@ class ProxyCore:
         server = self._tm.find_server(request, key)
         if server is not None:
             # A retransmission, or the ACK of our non-2xx final (§17.2.3).
+            if request.method == "INVITE" and not server.answered:
+                self._note_invite(now, retransmission=True)
             self._emit(server.receive_request(request, now), now, out)
             return
         method = request.method
@@ -454,6 +461,7 @@ class ProxyCore:
             self._on_cancel(request, server, now, out)
             return
         if method == "INVITE":
+            self._note_invite(now, retransmission=False)
             if self._load.overloaded and request.to.tag is None:
                 # Shed load before it snowballs: a new call is refused at once (cheaper
                 # than routing it), in-dialog requests and other calls' messages go on.

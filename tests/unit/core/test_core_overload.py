@@ -14,6 +14,8 @@ from tests.unit.core.core_helpers import (
     statuses,
 )
 
+VIA = "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-"
+
 
 def busy_for(h: Harness, seconds: float, fraction: float) -> None:
     """Report `fraction` of each 10 ms as busy over `seconds`, ending at the fake now."""
@@ -90,3 +92,43 @@ def test_busy_but_not_saturated_worker_does_not_shed(h: Harness, msg: Messages) 
     busy_for(h, 2.0, 0.8)
     assert not h.core.load.overloaded
     assert len(sends(h.feed(msg.request("INVITE"), PBX1), TRUNK1)) == 1
+
+
+def test_invite_retransmissions_we_caused_trip_shedding(h: Harness, msg: Messages) -> None:
+    """INVITEs retransmitted because our answers came later than T1 (here: 12 INVITEs, each
+    retransmitted, in one second) make the next second's new INVITEs answered 503."""
+    for n in range(12):
+        invite = msg.request(
+            "INVITE",
+            call_id=f"late-{n}@10.0.0.5",
+            via=f"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-late-{n}",
+        )
+        h.feed(invite, PBX1)
+        h.now += 0.04
+        assert statuses(h.feed(invite, PBX1), PBX1) == [100]  # re-answered, not shed
+    assert not h.core.load.overloaded  # counted, judged when the window closes
+    h.now += 0.6
+    actions = h.feed(msg.request("INVITE", call_id="next@10.0.0.5", via=VIA + "next"), PBX1)
+    assert h.core.load.overloaded
+    assert statuses(actions, PBX1) == [503]
+    h.now += 1.1  # a quiet window clears it
+    actions = h.feed(msg.request("INVITE", call_id="later@10.0.0.5", via=VIA + "later"), PBX1)
+    assert not h.core.load.overloaded
+    assert statuses(actions, PBX1) == [100]
+
+
+def test_a_few_retransmissions_do_not_shed(h: Harness, msg: Messages) -> None:
+    """Nine retransmissions in a window (a lossy link) stay below the threshold."""
+    for n in range(9):
+        invite = msg.request(
+            "INVITE",
+            call_id=f"lossy-{n}@10.0.0.5",
+            via=f"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-lossy-{n}",
+        )
+        h.feed(invite, PBX1)
+        h.feed(invite, PBX1)
+        h.now += 0.1
+    h.now += 0.2
+    assert statuses(
+        h.feed(msg.request("INVITE", call_id="ok@10.0.0.5", via=VIA + "ok"), PBX1), PBX1
+    ) == [100]
