@@ -139,12 +139,16 @@ class Worker:
             for trunk, up in self.core.trunk_states().items():
                 self.metrics.trunk_up.labels(trunk=trunk).set(1 if up else 0)
 
-    def _advertised(self) -> dict[str, Address]:
-        """The address this worker puts in Via/Record-Route, per transport."""
-        chosen: dict[str, Address] = {}
+    def _advertised(self) -> list[tuple[str, Address]]:
+        """The addresses this worker puts in Via/Record-Route, per transport and family
+        (`advertise` names the host of its own family only)."""
+        advertise = self.config.advertise
+        chosen: list[tuple[str, Address]] = []
         for transport, address in self.private or self.bound:
-            host = self.config.advertise or address[0]
-            chosen.setdefault(transport, (host, address[1]))
+            host = address[0]
+            if advertise is not None and (":" in advertise) == (":" in host):
+                host = advertise
+            chosen.append((transport, (host, address[1])))
         return chosen
 
     async def _bind(self, listener: Listener, port: int, *, reuse_port: bool) -> Address:

@@ -65,7 +65,7 @@ def build_ping(routes: Routes, trunk: Trunk, seq: int) -> tuple[bytes, str]:
     transport = trunk.transport
     branch = f"z9hG4bKsgping{secrets.token_hex(6)}"
     host = uri_host(bare_host(trunk.host))
-    local, port = routes.sent_by(transport)
+    local, port = routes.sent_by(transport, ":" in trunk.host)
     lines = [
         f"OPTIONS sip:{host}:{trunk.port};transport={transport} SIP/2.0",
         f"Via: SIP/2.0/{VIA_TRANSPORT[transport]} {local}:{port};branch={branch};rport",

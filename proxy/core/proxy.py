@@ -13,7 +13,7 @@ branch at a time; a second one exists only when a failed trunk is replaced by it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -236,10 +236,14 @@ class ProxyCore:
         source_steps: Sequence[RequestStep] = (),
         trunk_steps: Sequence[RequestStep] = (),
         logger: Logger | None = None,
-        advertised: Mapping[str, tuple[str, int]] | None = None,
+        advertised: Mapping[str, tuple[str, int]]
+        | Iterable[tuple[str, tuple[str, int]]]
+        | None = None,
     ) -> None:
         """Build the core for `config`; no timer runs before the first `handle` call."""
-        self._advertised = dict(advertised or {})
+        self._advertised = list(
+            advertised.items() if isinstance(advertised, Mapping) else advertised or ()
+        )
         self._routes = Routes(config, self._advertised)
         self._tm = TransactionManager(_timer_settings(config))
         self._timers: DeadlineHeap[str] = DeadlineHeap()
@@ -792,7 +796,8 @@ class ProxyCore:
         # §16.6 step 3: decrement Max-Forwards, or add it with 70.
         request.replace("Max-Forwards", "70" if max_forwards is None else str(max_forwards - 1))
         transport = hop.transport
-        branch = self._decorate(context, transport)
+        v6 = ":" in hop.address[0]
+        branch = self._decorate(context, transport, v6)
         data = request.to_bytes()
         threshold = self._routes.config.routing.udp_mtu_threshold
         size_fallback = transport == "udp" and hop.tcp_fallback and len(data) > threshold
@@ -801,7 +806,7 @@ class ProxyCore:
             # goes over a congestion-controlled transport when the peer offers one.
             self._undecorate(context)
             transport = "tcp"
-            branch = self._decorate(context, transport)
+            branch = self._decorate(context, transport, v6)
             data = request.to_bytes()
         if hop.trunk is not None:
             context.tried.append(hop.trunk)
@@ -860,8 +865,9 @@ class ProxyCore:
         failed.tx.transport_error(now)
         request = context.request
         self._undecorate(context)
-        branch = self._decorate(context, "udp")
-        destination = Destination("udp", failed.tx.destination.remote)
+        remote = failed.tx.destination.remote
+        branch = self._decorate(context, "udp", ":" in remote[0])
+        destination = Destination("udp", remote)
         invite = request.method == "INVITE"
         tx, outputs = self._tm.create_client(
             request.method,
@@ -878,32 +884,37 @@ class ProxyCore:
         self._log.info("transport.udp_retry", remote=destination.remote)
         self._emit(outputs, now, out)
 
-    def _decorate(self, context: ResponseContext, transport: str) -> str:
-        """Add our Record-Route(s) (§16.6 step 4, RFC 5658) and Via (§16.6 step 8)."""
+    def _decorate(self, context: ResponseContext, transport: str, v6: bool = False) -> str:
+        """Add our Record-Route(s) (§16.6 step 4, RFC 5658) and Via (§16.6 step 8) for a
+        next hop reached over `transport`, in the IPv6 family when `v6`."""
         request = context.request
         routes = self._routes
         context.record_routes = 0
         if not context.in_dialog and request.method in RECORD_ROUTE_METHODS:
             inbound = context.inbound
             in_port = routes.inbound_port(inbound.transport, inbound.local)
-            out_port = routes.local_port(transport)
+            in_v6 = ":" in inbound.local[0]
+            out_port = routes.local_port(transport, v6)
             # The entry facing downstream goes on top; when the two sides differ in
-            # transport or port, the upstream-facing one goes under it (RFC 5658 §4).
-            if (inbound.transport, in_port) != (transport, out_port):
+            # transport, port or address family, the upstream-facing one goes under it
+            # (RFC 5658 §4).
+            if (inbound.transport, in_port, in_v6) != (transport, out_port, v6):
                 request.add(
                     "Record-Route",
-                    routes.record_route_value(inbound.transport, in_port),
+                    routes.record_route_value(inbound.transport, in_port, in_v6),
                     first=True,
                 )
                 context.record_routes += 1
-            request.add("Record-Route", routes.record_route_value(transport, out_port), first=True)
+            request.add(
+                "Record-Route", routes.record_route_value(transport, out_port, v6), first=True
+            )
             context.record_routes += 1
         # The branch hashes the upstream transaction key (so a retransmission or a CANCEL
         # maps to the same branch, §16.6 step 8, §16.10) plus the attempt number; the part
         # after the dot is the loop-detection hash of §16.3 step 4.
         attempt = len(context.branches)
         branch = f"{_COOKIE}sg{context.key_hash}{attempt:x}.{context.loop_hash}"
-        request.add("Via", routes.via_value(transport, branch), first=True)
+        request.add("Via", routes.via_value(transport, branch, v6), first=True)
         return branch
 
     def _undecorate(self, context: ResponseContext) -> None:
@@ -937,7 +948,9 @@ class ProxyCore:
         request.replace("Max-Forwards", "70" if max_forwards is None else str(max_forwards - 1))
         # §16.11: a stateless branch must be the same for retransmissions of the ACK.
         branch = f"{_COOKIE}sga{_hash(chr(31).join(key))}"
-        request.add("Via", self._routes.via_value(hop.transport, branch), first=True)
+        request.add(
+            "Via", self._routes.via_value(hop.transport, branch, ":" in hop.address[0]), first=True
+        )
         out.append(Send(request.to_bytes(), hop.transport, hop.address))
 
     # -- CANCEL (§16.10) ---------------------------------------------------------------

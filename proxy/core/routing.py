@@ -8,6 +8,7 @@ short scan of the sources' networks.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -16,8 +17,6 @@ from proxy.core.decision import Origin
 from proxy.sip.uri import SipUri, TelUri
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from proxy.config import Config, PbxTarget, Source, Trunk
     from proxy.sip.uri import Uri
 
@@ -39,6 +38,11 @@ def is_ip_literal(host: str) -> bool:
 def bare_host(host: str) -> str:
     """Lower-case host without IPv6 brackets, for comparisons and socket addresses."""
     return host.strip("[]").lower()
+
+
+def _is_v6(host: str) -> bool:
+    """True for an IPv6 address (bare or bracketed); host names count as IPv4 peers."""
+    return ":" in host
 
 
 def uri_host(host: str) -> str:
@@ -104,33 +108,49 @@ class Routes:
         "via_hosts",
     )
 
-    def __init__(self, config: Config, advertised: Mapping[str, Address] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        advertised: Mapping[str, Address] | Iterable[tuple[str, Address]] | None = None,
+    ) -> None:
         """Index `config`.
 
-        `advertised` maps a transport to the (host, port) this worker puts in Via and
-        Record-Route; with several workers that is the worker's private port, so that
-        responses, CANCELs and in-dialog requests come back to the worker holding the
-        transaction (issue 2 §5). Without it, the listeners and `config.advertise` are used.
+        `advertised` gives, per transport (and per address family: a worker may listen on
+        IPv4 and IPv6), the (host, port) this worker puts in Via and Record-Route; with
+        several workers that is the worker's private port, so that responses, CANCELs and
+        in-dialog requests come back to the worker holding the transaction (issue 2 §5).
+        Without it, the listeners and `config.advertise` are used.
         """
         self.config = config
         wildcard = {"0.0.0.0", "::"}
         listen_hosts = [bare_host(listener.host) for listener in config.listen]
-        advertised = dict(advertised or {})
+        pairs = list(advertised.items() if isinstance(advertised, Mapping) else advertised or ())
         advertise = config.advertise
         if advertise is None:
-            candidates = [bare_host(a[0]) for a in advertised.values()] + listen_hosts
+            candidates = [bare_host(a[0]) for _, a in pairs] + listen_hosts
             advertise = next((h for h in candidates if h not in wildcard), "127.0.0.1")
         self.advertise = uri_host(bare_host(advertise))
-        self._advertised = advertised
-        self._sent_by: dict[str, tuple[str, int]] = {}
-        for transport, (host, port) in advertised.items():
+        # A Via or Record-Route must name us in the family of the peer it is sent to: an
+        # IPv6-only trunk cannot answer an IPv4 sent-by (RFC 3261 §18.2.2).
+        by_family: dict[bool, str] = {_is_v6(bare_host(advertise)): self.advertise}
+        for host in [bare_host(a[0]) for _, a in pairs] + listen_hosts:
+            if host not in wildcard:
+                by_family.setdefault(_is_v6(host), uri_host(host))
+        self._advertised: dict[tuple[str, bool], Address] = {}
+        self._sent_by: dict[tuple[str, bool], tuple[str, int]] = {}
+        for transport, (host, port) in pairs:
             host = bare_host(host)
-            self._sent_by[transport] = (
-                self.advertise if host in wildcard else uri_host(host),
-                port,
+            v6 = _is_v6(host)
+            self._advertised.setdefault((transport, v6), (host, port))
+            self._sent_by.setdefault(
+                (transport, v6),
+                (by_family.get(v6, self.advertise) if host in wildcard else uri_host(host), port),
             )
         for listener in config.listen:
-            self._sent_by.setdefault(listener.transport, (self.advertise, listener.port))
+            v6 = _is_v6(bare_host(listener.host))
+            self._sent_by.setdefault(
+                (listener.transport, v6), (by_family.get(v6, self.advertise), listener.port)
+            )
         self.our_hosts = {bare_host(advertise), *listen_hosts} - wildcard
         self.our_hosts.update(bare_host(host) for host, _ in self._sent_by.values())
         self.our_ports = {listener.port for listener in config.listen}
@@ -150,8 +170,8 @@ class Routes:
             self._trunk_by_host.setdefault(host, trunk)
         self._origins: dict[tuple[str, Address, str | None], Origin] = {}
         # The strings we add to every forwarded request, rendered once per configuration.
-        self._via_prefixes: dict[str, str] = {}
-        self._rr_values: dict[tuple[str, int], str] = {}
+        self._via_prefixes: dict[tuple[str, bool], str] = {}
+        self._rr_values: dict[tuple[str, int, bool], str] = {}
         self._peer_hosts = set(self._trunk_by_host)
         for source in config.sources:
             if source.pbx is not None:
@@ -214,42 +234,43 @@ class Routes:
         """True when a Via sent-by is one of ours (loop detection, RFC 3261 §16.3 step 4)."""
         return bare_host(host) in self.our_hosts and (port or 5060) in self.our_ports
 
-    def sent_by(self, transport: str) -> tuple[str, int]:
-        """The (host, port) we put in Via and Record-Route for `transport`."""
-        sent_by = self._sent_by.get(transport)
+    def sent_by(self, transport: str, v6: bool = False) -> tuple[str, int]:
+        """The (host, port) we put in Via and Record-Route for `transport` towards a peer of
+        that address family (`v6`)."""
+        sent_by = self._sent_by.get((transport, v6)) or self._sent_by.get((transport, not v6))
         if sent_by is None:
             # No listener of that transport: name the first one we have.
             sent_by = next(iter(self._sent_by.values()), (self.advertise, 5060))
         return sent_by
 
-    def local_port(self, transport: str) -> int:
+    def local_port(self, transport: str, v6: bool = False) -> int:
         """The port we advertise for requests we send over `transport`."""
-        return self.sent_by(transport)[1]
+        return self.sent_by(transport, v6)[1]
 
     def inbound_port(self, transport: str, local: Address) -> int:
         """The port that names the side a request came in on, for Record-Route: this
         worker's advertised port for that transport, else the socket it arrived on."""
-        advertised = self._advertised.get(transport)
+        advertised = self._advertised.get((transport, _is_v6(local[0])))
         return advertised[1] if advertised is not None else local[1]
 
-    def via_value(self, transport: str, branch: str) -> str:
+    def via_value(self, transport: str, branch: str, v6: bool = False) -> str:
         """Our Via (RFC 3261 §16.6 step 8); `rport` asks the next hop to answer to the
         source port it saw (RFC 3581), which keeps NATs between us and a trunk working."""
-        prefix = self._via_prefixes.get(transport)
+        prefix = self._via_prefixes.get((transport, v6))
         if prefix is None:
-            host, port = self.sent_by(transport)
+            host, port = self.sent_by(transport, v6)
             prefix = f"SIP/2.0/{VIA_TRANSPORT[transport]} {host}:{port};branch="
-            self._via_prefixes[transport] = prefix
+            self._via_prefixes[(transport, v6)] = prefix
         return prefix + branch + ";rport"
 
-    def record_route_value(self, transport: str, port: int) -> str:
+    def record_route_value(self, transport: str, port: int, v6: bool = False) -> str:
         """One Record-Route entry naming this proxy on `transport`/`port` (loose routing)."""
-        value = self._rr_values.get((transport, port))
+        value = self._rr_values.get((transport, port, v6))
         if value is None:
-            host = self.sent_by(transport)[0]
+            host = self.sent_by(transport, v6)[0]
             value = f"<sip:{host}:{port};transport={transport};lr>"
             if len(self._rr_values) < 64:  # ports come from our own sockets: few
-                self._rr_values[(transport, port)] = value
+                self._rr_values[(transport, port, v6)] = value
         return value
 
     # -- where requests go -------------------------------------------------------------
