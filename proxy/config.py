@@ -140,6 +140,10 @@ class Routing(_Model):
     max_message_size: int = Field(65535, ge=1500, le=1048576)
     udp_mtu_threshold: int = Field(1300, ge=500)
     drain_seconds: float = Field(30.0, ge=0)
+    overload_protection: bool = True
+    """Answer new INVITEs 503 + Retry-After while the worker is overloaded (core/overload.py)."""
+    overload_period: float = Field(1.0, gt=0)
+    """How long the worker must run back to back, never idle, before it counts as overloaded."""
     retry_after: int = Field(30, ge=0)
 
 

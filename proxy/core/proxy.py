@@ -255,7 +255,8 @@ class ProxyCore:
         self._drain_deadline: float | None = None
         self._parked: dict[str, list[ResponseContext]] = {}
         self._ping_seq = 0
-        self._load = LoadGauge()
+        self._load = LoadGauge(period=config.routing.overload_period)
+        self._shed = config.routing.overload_protection
 
     # -- public API --------------------------------------------------------------------
 
@@ -366,6 +367,8 @@ class ProxyCore:
     def _reload(self, config: Config, now: float) -> None:
         self._routes = Routes(config, self._advertised)
         self._tm.settings = _timer_settings(config)
+        self._load.period = config.routing.overload_period
+        self._shed = config.routing.overload_protection
         health: dict[str, TrunkHealth] = {}
         for trunk in config.trunks:
             state = self._health.pop(trunk.name, None)
@@ -466,7 +469,7 @@ class ProxyCore:
             return
         if method == "INVITE":
             self._note_invite(now, retransmission=False)
-            if self._load.overloaded and request.to.tag is None:
+            if self._shed and self._load.overloaded and request.to.tag is None:
                 # Shed load before it snowballs: a new call is refused at once (cheaper
                 # than routing it), in-dialog requests and other calls' messages go on.
                 self._reply(server, 503, now, out, reason="Overloaded", extra=self._retry_after())

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from proxy.core.overload import LoadGauge
 from tests.unit.core.core_helpers import (
+    BASE_CONFIG,
     PBX1,
     TRUNK1,
     Harness,
     Messages,
+    make_config,
+    make_harness,
     parsed,
     sends,
     statuses,
@@ -132,3 +135,14 @@ def test_a_few_retransmissions_do_not_shed(h: Harness, msg: Messages) -> None:
     assert statuses(
         h.feed(msg.request("INVITE", call_id="ok@10.0.0.5", via=VIA + "ok"), PBX1), PBX1
     ) == [100]
+
+
+def test_overload_protection_can_be_turned_off(msg: Messages) -> None:
+    """With routing.overload_protection false a saturated worker still forwards INVITEs."""
+    routing = dict(BASE_CONFIG.get("routing", {}), overload_protection=False)
+    h = make_harness(make_config(routing=routing))
+    busy_for(h, 1.0, 1.0)
+    assert h.core.load.overloaded
+    actions = h.feed(msg.request("INVITE"), PBX1)
+    assert 503 not in statuses(actions, PBX1)
+    assert len(sends(actions, TRUNK1)) == 1
