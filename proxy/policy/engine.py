@@ -248,6 +248,10 @@ class _Run:
         self.firings.append(Firing(rule_id, action, reason))
 
 
+def _rule_rank(firing: Firing) -> int:
+    return RULE_ORDER[firing.rule_id]
+
+
 def _judged_numbers(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]:
     if identity.diverted_from is not None:
         return [("diversion", identity.diverted_from)]
@@ -307,15 +311,19 @@ def evaluate(
             " (source requires equality)",
         )
 
-    firings = tuple(sorted(run.firings, key=lambda f: RULE_ORDER[f.rule_id]))
-    rejecting = next((f for f in firings if f.action == "reject"), None)
-    outcome: Outcome = (
-        "reject"
-        if rejecting
-        else "monitor"
-        if any(f.action == "monitor" for f in firings)
-        else "allow"
-    )
+    firings: tuple[Firing, ...] = ()
+    rejecting: Firing | None = None
+    outcome: Outcome = "allow"
+    if run.firings:  # most requests fire nothing: no sort, no scans
+        firings = tuple(sorted(run.firings, key=_rule_rank))
+        rejecting = next((f for f in firings if f.action == "reject"), None)
+        outcome = (
+            "reject"
+            if rejecting
+            else "monitor"
+            if any(f.action == "monitor" for f in firings)
+            else "allow"
+        )
     caller = identity.caller
     primary = judged[0].list_match if judged else None
     # Not found on the lists and not rejected: the list rule is off or in monitor.
@@ -347,7 +355,7 @@ def _judge(
     day: date,
     now: float,
 ) -> JudgedNumber:
-    label = _label(item, role)
+    # The label ("+33162000001 (From)") only goes into reasons: built when a rule fires.
     if item.kind is NumberKind.ALPHANUMERIC:
         # A name cannot be called back (plan §2.2.2); SMS platforms may send from one.
         if not (identity.method == "MESSAGE" and source.sms_platform):
@@ -366,21 +374,29 @@ def _judge(
     holder: str | None = None
 
     if category == "invalid":
-        run.fire("invalid-number", f"{label}: not a number of any plan")
+        if run.on("invalid-number"):
+            run.fire("invalid-number", f"{_label(item, role)}: not a number of any plan")
         return JudgedNumber(role, item, row)
 
     e164 = item.e164
     french = e164 is not None and e164.startswith(_FRENCH_PLAN_CCS)
     if category == "unallocated":
-        run.fire("unallocated-number", f"{label} is in no range of the French numbering plan")
+        if run.on("unallocated-number"):
+            run.fire(
+                "unallocated-number",
+                f"{_label(item, role)} is in no range of the French numbering plan",
+            )
     elif (
         data.allocation is not None and french and e164 is not None and run.on("unallocated-number")
     ):
         block = data.allocation.lookup(e164)
         if block is None:
-            run.fire("unallocated-number", f"{label} is in no block ARCEP allocated (MAJNUM)")
+            run.fire(
+                "unallocated-number",
+                f"{_label(item, role)} is in no block ARCEP allocated (MAJNUM)",
+            )
         elif block.frozen:
-            run.fire("unallocated-number", f"{label} is in a frozen block (GELNUM)")
+            run.fire("unallocated-number", f"{_label(item, role)} is in a frozen block (GELNUM)")
         else:
             holder = block.holder_name or block.holder_code
 
@@ -395,12 +411,13 @@ def _judge(
         )
 
     if category != "foreign" and category != "unallocated":
-        _plan_rules(run, identity, source, data, row, label, kind, match, e164 or item.raw, now)
+        _plan_rules(run, identity, source, data, row, item, role, kind, match, now)
 
     if match is not None and match.status is None:
         # ARCEP 2025-2215 contractual list; plan §2.2.2 assignee authorisation; L.221-17.
         rule_id = "principal-mismatch" if match.principal_mismatch else "not-on-list"
-        run.fire(rule_id, match.reason or f"{label} is not on the list")
+        if run.on(rule_id):
+            run.fire(rule_id, match.reason or f"{_label(item, role)} is not on the list")
     return JudgedNumber(role, item, row, holder, match)
 
 
@@ -410,32 +427,46 @@ def _plan_rules(
     source: SourcePolicy,
     data: PolicyData,
     row: PlanRow,
-    label: str,
+    item: CallerNumber,
+    role: Role,
     kind: str,
     match: ListMatch | None,
-    match_number: str,
     now: float,
 ) -> None:
+    # Every branch below ends in at most one rule; a rule whose action is `off` for this
+    # source is not run at all (no label, no reason text, no history lookup).
     category = row.category
     if category == "mobile":
         # ARCEP FAQ / plan §2.3.4: a call centre never presents a mobile, manual or automated.
-        run.fire("mobile-number", f"{label} is a mobile number: never from a call centre")
+        if run.on("mobile-number"):
+            run.fire(
+                "mobile-number",
+                f"{_label(item, role)} is a mobile number: never from a call centre",
+            )
         return
     permission = row.automated if kind == "automated" else row.interpersonal
     if permission is Permission.ALLOW:
         return
     if permission is Permission.DENY:
         if row.interpersonal is Permission.DENY:
-            run.fire("plan-deny", f"{label} is {category}: never presentable as caller ID")
-        else:
+            if run.on("plan-deny"):
+                run.fire(
+                    "plan-deny",
+                    f"{_label(item, role)} is {category}: never presentable as caller ID",
+                )
+        elif run.on("automated-category"):
             # CPCE L.44 VI / ARCEP 2022-1583: SAAEM may not present territorialised numbers.
             run.fire(
                 "automated-category",
-                f"{label} is {category}: not allowed to automated systems (use NPV, 08, 30/31)",
+                f"{_label(item, role)} is {category}: not allowed to automated systems"
+                " (use NPV, 08, 30/31)",
             )
         return
+    label = _label(item, role)
     # `cond` cells.
     if category == "public_interest":
+        if not run.on("public-interest-entitlement"):
+            return
         principal = identity.principal or (match.principal if match else None)
         entitled = data.settings.principal(principal)
         if entitled is None or not entitled.public_interest:
@@ -446,7 +477,8 @@ def _plan_rules(
                 " (loi 2025-594 art. 16 ministerial list)",
             )
         return
-    _flow_rule(run, identity, data, label, category, match_number, now)
+    if run.on("plan-conditional"):
+        _flow_rule(run, identity, data, label, category, item.e164 or item.raw, now)
 
 
 def _flow_rule(

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -273,7 +274,11 @@ def day_bounds(first: date, last: date, zone: str) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
+@lru_cache(maxsize=4096)
 def _fmt_time(ts: float, zone: str) -> str:
+    # Memoised: a delegated caller's reason names the delegation's end on every request, and
+    # a zone-aware fromtimestamp + isoformat costs several µs; the answer is a pure function
+    # of (ts, zone) and a list holds few distinct delegation bounds.
     return datetime.fromtimestamp(ts, ZoneInfo(zone)).isoformat(timespec="minutes")
 
 
@@ -308,6 +313,54 @@ def _number_keys(e164: str) -> Iterator[int]:
         yield (value // _POW10[free]) * 16 + width
 
 
+def _key_level(key: int) -> tuple[int, int]:
+    """(number width, free trailing digits) of a prefix key, the inverse of its packing."""
+    width = key & 15
+    prefix = key >> 4
+    return width, width - len(str(prefix))
+
+
+class _Levels:
+    """Which (width, free digits) levels an index holds keys at, with a count per level.
+
+    A number of width w has w candidate prefix keys; a list of single numbers only ever has
+    keys at free = 0, and ranges add a few more levels. Probing only the levels present turns
+    eleven dictionary probes per index into one or two, and gives the same answer: a key at a
+    level with no entries cannot be in the dictionary. Kept in ascending free order so the
+    holders and delegations come out most specific first, as the full walk yields them.
+    """
+
+    __slots__ = ("_counts", "by_width")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, int], int] = {}
+        self.by_width: dict[int, tuple[int, ...]] = {}
+
+    def added(self, key: int) -> None:
+        level = _key_level(key)
+        count = self._counts.get(level, 0)
+        self._counts[level] = count + 1
+        if count == 0:
+            self._rebuild(level[0])
+
+    def removed(self, key: int) -> None:
+        level = _key_level(key)
+        count = self._counts.get(level, 0) - 1
+        if count > 0:
+            self._counts[level] = count
+            return
+        self._counts.pop(level, None)
+        self._rebuild(level[0])
+
+    def _rebuild(self, width: int) -> None:
+        frees = tuple(sorted(f for w, f in self._counts if w == width))
+        # Replaced in one assignment: a concurrent lookup sees the old or the new tuple.
+        if frees:
+            self.by_width[width] = frees
+        else:
+            self.by_width.pop(width, None)
+
+
 # One holding in the index: (row id, holder). A plain tuple of an int and a str, not a class:
 # CPython stops tracking such tuples in the garbage collector once it has seen them, so a list
 # of a million numbers does not add two million objects to every full collection (which took
@@ -329,6 +382,8 @@ class ListSnapshot:
         self._held: dict[int, tuple[_Held, ...]] = {}
         self._holder_names: dict[str, str] = {}
         self._delegated: dict[int, tuple[Delegation, ...]] = {}
+        self._held_levels = _Levels()
+        self._delegated_levels = _Levels()
         self.holding_rows = 0
         self.delegation_rows = 0
 
@@ -339,33 +394,40 @@ class ListSnapshot:
         # One string object per holder rather than one per row read from SQLite.
         item: _Held = (row_id, self._holder_names.setdefault(holder, holder))
         for key in _range_keys(rng):
+            # Level first: a lookup racing this change must not skip a key already present.
+            self._held_levels.added(key)
             self._held[key] = (*self._held.get(key, ()), item)
         self.holding_rows += 1
 
     def remove_holding(self, row_id: int, rng: NumberRange) -> None:
         """Drop one holding row from the index."""
         for key in _range_keys(rng):
-            kept = tuple(h for h in self._held.get(key, ()) if h[0] != row_id)
+            entry = self._held.get(key, ())
+            kept = tuple(h for h in entry if h[0] != row_id)
             if kept:
                 self._held[key] = kept
-            else:
-                self._held.pop(key, None)
+            elif entry:
+                del self._held[key]
+                self._held_levels.removed(key)
         self.holding_rows -= 1
 
     def add_delegation(self, item: Delegation) -> None:
         """Index one delegation row."""
         for key in _range_keys(item.range):
+            self._delegated_levels.added(key)
             self._delegated[key] = (*self._delegated.get(key, ()), item)
         self.delegation_rows += 1
 
     def remove_delegation(self, row_id: int, rng: NumberRange) -> None:
         """Drop one delegation row from the index."""
         for key in _range_keys(rng):
-            kept = tuple(d for d in self._delegated.get(key, ()) if d.id != row_id)
+            entry = self._delegated.get(key, ())
+            kept = tuple(d for d in entry if d.id != row_id)
             if kept:
                 self._delegated[key] = kept
-            else:
-                self._delegated.pop(key, None)
+            elif entry:
+                del self._delegated[key]
+                self._delegated_levels.removed(key)
         self.delegation_rows -= 1
 
     # -- lookups --------------------------------------------------------------------------
@@ -390,6 +452,30 @@ class ListSnapshot:
                 found.extend(entry)
         return tuple(found)
 
+    def _found(self, e164: str) -> tuple[tuple[str, ...], tuple[Delegation, ...]]:
+        """`(self.holders(e164), self.delegations(e164))`, probing only occupied levels.
+
+        Hot path: only the prefix levels each index holds keys at are probed (`_Levels`); with
+        a list of single numbers that is one probe per index. A property test checks it
+        against the full walk of `holders` / `delegations`.
+        """
+        digits = e164[1:]
+        width = len(digits)
+        value = int(digits)
+        held = self._held
+        holders: tuple[str, ...] = ()
+        for free in self._held_levels.by_width.get(width, ()):
+            h = held.get((value // _POW10[free]) * 16 + width)
+            if h:
+                holders = (*holders, *(x[1] for x in h))
+        delegated = self._delegated
+        delegations: tuple[Delegation, ...] = ()
+        for free in self._delegated_levels.by_width.get(width, ()):
+            d = delegated.get((value // _POW10[free]) * 16 + width)
+            if d:
+                delegations = (*delegations, *d)
+        return holders, delegations
+
     def match(
         self,
         e164: str,
@@ -406,22 +492,7 @@ class ListSnapshot:
         must then be that principal's (L.221-17: the number of the professional on whose
         behalf the call is made).
         """
-        # One pass over the number's prefix keys for both indexes (hot path).
-        held_found: list[str] = []
-        delegations: list[Delegation] = []
-        held, delegated = self._held, self._delegated
-        digits = e164[1:]
-        width = len(digits)
-        value = int(digits)
-        for free in range(width):
-            key = (value // _POW10[free]) * 16 + width
-            h = held.get(key)
-            if h:
-                held_found.extend(x[1] for x in h)
-            d = delegated.get(key)
-            if d:
-                delegations.extend(d)
-        holders = tuple(held_found)
+        holders, delegations = self._found(e164)
         if customer is None:
             return ListMatch(None, reason="the source names no customer", holders=holders)
         if customer in holders and principal in (None, customer):

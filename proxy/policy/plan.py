@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,10 @@ class _RowParser:
         raise self.error(index, label, f"effective_from: {value!r} is not an ISO date (YYYY-MM-DD)")
 
 
+CLASSIFY_CACHE_SIZE = 65_536
+"""How many (E.164, date) classifications a plan remembers (least recently used go first)."""
+
+
 class NumberingPlan:
     """The classification table, indexed for O(digits) longest-prefix lookups."""
 
@@ -303,6 +308,12 @@ class NumberingPlan:
                 for code in _expand_pattern(row.key) or ():
                     self._short[code] = row
         self._lengths = tuple(sorted({len(k) for k in self._prefixes}, reverse=True))
+        # Callers repeat, and the longest-prefix walk probes up to eight prefix lengths. The
+        # plan never changes after __init__ (a reload builds a new plan), so the row of an
+        # (E.164, date) pair is memoised in a true LRU: the working set of a campaign stays
+        # cached and a burst of new callers only evicts the least recently seen ones. The
+        # date is part of the key, so a row taking effect at midnight is seen the next day.
+        self._by_prefix_cached = lru_cache(maxsize=CLASSIFY_CACHE_SIZE)(self._by_prefix)
 
     @property
     def rows(self) -> tuple[PlanRow, ...]:
@@ -387,7 +398,7 @@ class NumberingPlan:
         """The row that applies to `number` on date `on` (longest prefix in force)."""
         kind = number.kind
         if kind is NumberKind.E164 and number.e164 is not None:
-            return self._by_prefix(number.e164, on)
+            return self._by_prefix_cached(number.e164, on)
         if kind is NumberKind.SHORT and number.national is not None:
             row = self._short.get(number.national)
             if row is not None and row.in_force(on):

@@ -272,3 +272,51 @@ def test_principal_mismatch_and_reasons():
     mismatch = snap.match("+33144000000", "callco", NOW, principal="acme")
     assert mismatch.principal_mismatch and mismatch.status is None
     assert snap.match("+33144000000", "callco", NOW, principal="callco").status == "own"
+
+
+def _range_strategy() -> st.SearchStrategy[NumberRange]:
+    """Single numbers and ranges of 10-12 digit numbers, most of them near +331620000xx so
+    that ranges overlap and share prefix keys."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> NumberRange:
+        width = draw(st.sampled_from([10, 11, 11, 11, 12]))
+        base = 33162 * 10 ** (width - 5)
+        lo = base + draw(st.integers(min_value=0, max_value=3000))
+        span = draw(st.sampled_from([0, 0, 0, 9, 99, 999, 1234]))
+        return NumberRange.of(f"+{lo}", f"+{lo + span}")
+
+    return build()
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.booleans(), st.booleans(), _range_strategy()), max_size=25),
+    probes=st.lists(st.integers(min_value=0, max_value=4500), min_size=1, max_size=20),
+)
+def test_level_probe_lookup_equals_full_walk(
+    ops: list[tuple[bool, bool, NumberRange]], probes: list[int]
+) -> None:
+    """`_found` (probing only the occupied prefix levels, the hot path) answers exactly what
+    the full eleven-level walk of `holders` / `delegations` answers, after any sequence of
+    additions and removals of holdings and delegations."""
+    from proxy.policy.numbers import Delegation
+
+    snap = ListSnapshot()
+    live: list[tuple[bool, int, NumberRange]] = []
+    for row_id, (delegation, remove, rng) in enumerate(ops, start=1):
+        if remove and live:
+            was_delegation, old_id, old_rng = live.pop(0)
+            if was_delegation:
+                snap.remove_delegation(old_id, old_rng)
+            else:
+                snap.remove_holding(old_id, old_rng)
+        if delegation:
+            snap.add_delegation(Delegation(row_id, "acme", "callco", rng, NOW - DAY, NOW + DAY))
+        else:
+            snap.add_holding(row_id, f"holder{row_id % 3}", rng)
+        live.append((delegation, row_id, rng))
+    for width in (10, 11, 12):
+        for probe in probes:
+            number = f"+{33162 * 10 ** (width - 5) + probe}"
+            assert snap._found(number) == (snap.holders(number), snap.delegations(number))

@@ -521,3 +521,27 @@ def test_plan_agrees_with_gelnum_types(plan: NumberingPlan) -> None:
             if category not in _GELNUM_TYPES[kind]:
                 mismatches.append((prefix, kind, category))
     assert mismatches == []
+
+
+@given(
+    st.lists(
+        st.from_regex(r"0[1-9][0-9]{8}|0(700|901)[0-9]{10}|\+[1-9][0-9]{6,12}", fullmatch=True),
+        min_size=1,
+        max_size=30,
+    ),
+    st.lists(st.dates(min_value=dt.date(2015, 1, 1), max_value=dt.date(2030, 12, 31)), min_size=1),
+)
+def test_cached_classification_equals_the_uncached_walk(texts: list[str], days: list[dt.date]):
+    """The LRU in front of the prefix walk answers exactly what the walk answers, on first
+    sight and on repeats, also when it is small enough to evict (a plan with 4 entries)."""
+    import functools
+
+    small = NumberingPlan(_PLAN.rows)
+    small._by_prefix_cached = functools.lru_cache(maxsize=4)(small._by_prefix)
+    for plan in (_PLAN, small):
+        for _ in range(2):
+            for text, on in zip(texts, days * len(texts), strict=False):
+                number = normalise_number(text)
+                if number.e164 is None:
+                    continue
+                assert plan.classify(number, on) is plan._by_prefix(number.e164, on)
