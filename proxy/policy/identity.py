@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from proxy.policy.numbering import CallerNumber, NumberKind, normalise_number, number_from_uri
@@ -91,20 +92,17 @@ def _name_addr(value: str) -> NameAddr | None:
 
 
 # Caller numbers repeat: a call centre presents a few thousand numbers at most. Reading one is
-# a URI parse plus normalisation (tens of µs); the cache makes the hot path a dictionary probe.
+# a URI parse plus normalisation (several µs); the cache makes the hot path a dictionary probe.
 # number_from_uri is a pure function of the URI text, so caching cannot change a decision.
+# A true LRU (functools' C implementation), not a dict emptied when full: a burst of new
+# callers evicts the least recently seen texts instead of the whole working set at once.
 _CACHE_MAX = 65_536
-_number_cache: dict[str, CallerNumber] = {}
 
 
+@lru_cache(maxsize=_CACHE_MAX)
 def cached_number(uri_text: str) -> CallerNumber:
-    """`number_from_uri(uri_text)`, memoised (bounded)."""
-    found = _number_cache.get(uri_text)
-    if found is None:
-        if len(_number_cache) >= _CACHE_MAX:
-            _number_cache.clear()
-        found = _number_cache[uri_text] = number_from_uri(uri_text)
-    return found
+    """`number_from_uri(uri_text)`, memoised (bounded, least recently used evicted)."""
+    return number_from_uri(uri_text)
 
 
 def _addr_spec(value: str) -> str:

@@ -387,3 +387,112 @@ def test_region_mapping_agrees_with_every_majnum_block() -> None:
             if mapped is None or mapped[1] not in _TERRITORY_REGIONS[territory]:
                 mismatches.append((prefix, territory, mapped))
     assert mismatches == []
+
+
+# --- fast paths against the general path ---------------------------------------------------
+
+# Numbers near the fast paths' edges: metropolitan, overseas (DOM map, SPM 0508/07084),
+# trunk 0 after +33, 0X0 national, wrong lengths, non-ASCII digits.
+_NEAR_FRENCH = st.one_of(
+    st.from_regex(r"\+33[0-9]{8,10}|0[0-9]{8,10}|\+33[0-9]{9}|0[1-9][0-9]{8}", fullmatch=True),
+    st.sampled_from(
+        [
+            "+33262123456",
+            "0262123456",
+            "+33590123456",
+            "0590123456",
+            "0508412345",
+            "+33508412345",
+            "0708412345",
+            "+33708412345",
+            "0696123456",
+            "+33062000001",
+            "0062000001",
+            "+33162000001",
+            "0162000001",
+            "+33１62000001",
+            "0１62000001",
+            "+33 162000001",
+            " +33162000001 ",
+            "0939512345",
+            "+33939912345",
+        ]
+    ),
+)
+_HOSTS = st.sampled_from(
+    [
+        "10.0.0.1",
+        "op.example",
+        "anonymous.invalid",
+        "Anonymous.Invalid.",
+        "[2001:db8::1]:5060",
+        "h:5061",
+        "",
+    ]
+)
+_PARAMS = st.sampled_from(
+    [
+        "",
+        ";user=phone",
+        ";phone-context=+49",
+        ";Phone-Context=+33",
+        ";phone-context=+262",
+        ";user=phone;phone-context=example.com",
+        "?subject=x",
+        ";transport=tcp?h=phone-context",
+    ]
+)
+_CONTEXTS = st.sampled_from([None, "+33", "+49", "+262", "example.com", "+", ""])
+
+
+def _general_only() -> tuple[object, object]:
+    """Switch the fast paths off (they answer None: the general path decides)."""
+    import proxy.policy.numbering as numbering
+
+    saved = numbering._fast_french, numbering._fast_sip
+    numbering._fast_french = lambda *args: None  # type: ignore[assignment]
+    numbering._fast_sip = lambda *args: None  # type: ignore[assignment]
+    return saved
+
+
+def _restore(saved: tuple[object, object]) -> None:
+    import proxy.policy.numbering as numbering
+
+    numbering._fast_french, numbering._fast_sip = saved  # type: ignore[assignment]
+
+
+@given(_NEAR_FRENCH, _CONTEXTS)
+def test_fast_french_equals_the_general_path(text: str, context: str | None) -> None:
+    """`+33`/`0` + 9 digits read by the fast path give exactly the general path's number."""
+    from proxy.policy.numbering import _fast_french, _from_text_general
+
+    fast = _fast_french(text, text.strip(), context)
+    if fast is not None:
+        assert fast == _from_text_general(text, text.strip(), context)
+
+
+@given(
+    st.sampled_from(["sip:", "sips:", "tel:", "SIP:", "", "<sip:"]),
+    _NEAR_FRENCH,
+    st.sampled_from(["", ":secret", ";tgrp=7;trunk-context=x", "%31"]),
+    _HOSTS,
+    _PARAMS,
+)
+def test_fast_uri_paths_equal_the_general_path(
+    scheme: str, number: str, userinfo: str, host: str, params: str
+) -> None:
+    """Every caller-number entry point gives, field for field, the same CallerNumber with the
+    fast paths on as with them off, for URIs and bare numbers near the fast paths' edges."""
+    at = "@" if scheme.endswith(":") and scheme.upper() != "TEL:" else ""
+    if scheme in ("tel:", ""):
+        texts = [f"{scheme}{number}{params}", number]
+    else:
+        texts = [f"{scheme}{number}{userinfo}{at}{host}{params}"]
+    texts.append(f"{scheme}{number}{userinfo}@{host}{params}>;tag=1")
+    fast = [(number_from_uri(t), normalise_number(t)) for t in texts]
+    saved = _general_only()
+    try:
+        general = [(number_from_uri(t), normalise_number(t)) for t in texts]
+    finally:
+        _restore(saved)
+    assert fast == general
