@@ -194,16 +194,19 @@ class SipMessage:
     # --- generic access -------------------------------------------------------------
     def get(self, name: str) -> str | None:
         """Value of the first header of that name (compact names accepted), or None."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         for header in self.headers:
             if header.key == key:
-                return header.value
+                value = header._value  # the property's cached value, without its call
+                return header.value if value is None else value
         return None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of that name, in order; list headers (Via, Route...) are comma-split."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         values = [h.value for h in self.headers if h.key == key]
+        if not values:
+            return values
         if key in LIST_HEADERS:
             return [item for value in values for item in split_values(value)]
         return values

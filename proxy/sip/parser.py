@@ -65,16 +65,46 @@ def _header_lines(block: bytes) -> list[bytes]:
 
 
 def _parse_headers(block: bytes) -> list[Header]:
-    headers: list[Header] = []
+    """Header lines of a block (start line and empty line excluded) as raw-backed Headers.
+
+    The fast path handles the usual block: every line is ``name: value`` with a name seen
+    before (the cache only holds names that passed HEADER_NAME_RE, none starting with SP or
+    HTAB, so a hit also proves the line is no continuation).  Anything else - folding, a
+    new name, a line without a colon - goes to :func:`_parse_headers_full`, which gives the
+    same headers or raises.
+    """
     if not block:
-        return headers
+        return []
+    lines = block.split(b"\r\n")
     # A bare CR or LF inside the header block is not a line end for us but may be one for
     # the next hop (header smuggling): reject it.  NUL stays legal (RFC 4475 intmeth).
-    crlf = block.count(b"\r\n")
-    if block.count(b"\r") != crlf or block.count(b"\n") != crlf:
+    # Every CR and LF must belong to one of the len(lines) - 1 CRLFs.
+    if len(block) - len(block.translate(None, b"\r\n")) != 2 * (len(lines) - 1):
         raise BadHeader("Bare CR or LF in the header fields")
     cache = _NAME_CACHE
     new = Header.__new__
+    headers: list[Header] = []
+    append = headers.append
+    for line in lines:
+        colon = line.find(b":")
+        known = cache.get(line[:colon]) if colon > 0 else None
+        if known is None:
+            return _parse_headers_full(block)
+        # Inlined Header.from_raw: this loop is the hottest code of the proxy.
+        header = new(Header)
+        header.name, header.key = known
+        header.raw = line
+        header._value = None
+        header._vstart = colon + 1
+        append(header)
+    return headers
+
+
+def _parse_headers_full(block: bytes) -> list[Header]:
+    """The general header split (folding, names not seen yet); errors as BadHeader."""
+    cache = _NAME_CACHE
+    new = Header.__new__
+    headers: list[Header] = []
     for line in _header_lines(block):
         colon = line.find(b":")
         if colon <= 0:
@@ -85,7 +115,6 @@ def _parse_headers(block: bytes) -> list[Header]:
             known = _name_of(raw_name.rstrip(b" \t"))
             if len(cache) < _NAME_CACHE_LIMIT:
                 cache[raw_name] = known
-        # Inlined Header.from_raw: this loop is the hottest code of the proxy.
         header = new(Header)
         header.name, header.key = known
         header.raw = line
