@@ -74,6 +74,9 @@ class Metrics:
 
         self.registry = registry or REGISTRY
         registry = self.registry
+        self._transaction_children: dict[
+            tuple[str, int, str, str | None], tuple[Counter, Histogram]
+        ] = {}
         self.transactions = Counter(
             "sipguard_transactions_total",
             "Transactions ended, by method, final status and origin/trunk",
@@ -161,11 +164,21 @@ class Metrics:
 
     def transaction_ended(self, ended: TransactionEnded) -> None:
         """Count one transaction outcome."""
-        method = method_label(ended.method)
-        self.transactions.labels(
-            method=method,
-            status=str(ended.status),
-            origin=ended.origin,
-            trunk=ended.trunk or "none",
-        ).inc()
-        self.transaction_seconds.labels(method=method).observe(ended.duration)
+        key = (ended.method, ended.status, ended.origin, ended.trunk)
+        children = self._transaction_children.get(key)
+        if children is None:
+            # labels() hashes and locks on every call; the label sets are few and fixed, so
+            # the children are looked up once per combination (hot path: one per transaction).
+            method = method_label(ended.method)
+            children = (
+                self.transactions.labels(
+                    method=method, status=str(ended.status), origin=ended.origin,
+                    trunk=ended.trunk or "none",
+                ),
+                self.transaction_seconds.labels(method=method),
+            )
+            if len(self._transaction_children) < 4096:
+                self._transaction_children[key] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(ended.duration)
