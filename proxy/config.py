@@ -142,8 +142,11 @@ class Routing(_Model):
     drain_seconds: float = Field(30.0, ge=0)
     overload_protection: bool = True
     """Answer new INVITEs 503 + Retry-After while the worker is overloaded (core/overload.py)."""
-    overload_period: float = Field(1.0, gt=0)
-    """How long the worker must run back to back, never idle, before it counts as overloaded."""
+    overload_period: float = Field(3.0, gt=0)
+    """How long the worker must run back to back, never idle, before it counts as overloaded.
+    INVITE retransmissions (the worker is late by T1) trip it sooner; at 1 s the full-call
+    bench shed 40 % of the calls at a rate the worker was still carrying without one
+    retransmission (bench/README.md)."""
     retry_after: int = Field(30, ge=0)
 
 

@@ -57,7 +57,7 @@ def test_overloaded_worker_answers_new_invite_503_with_retry_after(
 ) -> None:
     """New INVITEs get 503 Overloaded + Retry-After, nothing goes to the trunk, and the
     503 is retransmitted to an INVITE retransmission (the transaction is stateful)."""
-    busy_for(h, 1.0, 1.0)
+    busy_for(h, h.core.load.period, 1.0)
     assert h.core.load.overloaded
     invite = msg.request("INVITE")
     actions = h.feed(invite, PBX1)
@@ -72,7 +72,7 @@ def test_overloaded_worker_answers_new_invite_503_with_retry_after(
 def test_overload_spares_in_dialog_requests_and_clears(h: Harness, msg: Messages) -> None:
     """A BYE of an established call is still forwarded while shedding; once the worker
     is idle again new INVITEs go through."""
-    busy_for(h, 1.0, 1.0)
+    busy_for(h, h.core.load.period, 1.0)
     route = "<sip:192.0.2.1:5060;transport=udp;lr>"
     bye = msg.request(
         "BYE",
@@ -141,7 +141,7 @@ def test_overload_protection_can_be_turned_off(msg: Messages) -> None:
     """With routing.overload_protection false a saturated worker still forwards INVITEs."""
     routing = dict(BASE_CONFIG.get("routing", {}), overload_protection=False)
     h = make_harness(make_config(routing=routing))
-    busy_for(h, 1.0, 1.0)
+    busy_for(h, h.core.load.period, 1.0)
     assert h.core.load.overloaded
     actions = h.feed(msg.request("INVITE"), PBX1)
     assert 503 not in statuses(actions, PBX1)
