@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from proxy.sip import abnf
 from proxy.sip.errors import BadHeader, SipParseError
-from proxy.sip.uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
+from proxy.sip.uri import AbsoluteUri, SipUri, TelUri, Uri, fast_hostport, parse_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -355,16 +355,10 @@ def _parse_via_fast(item: str) -> Via | None:
     if " " in rest or "\t" in rest:
         return None
     hostport, semi, params_text = rest.partition(";")
-    host, colon, port = hostport.partition(":")
-    port_number: int | None = None
-    if colon:
-        if not 0 < len(port) <= 5 or not _DIGIT_SET.issuperset(port):
-            return None
-        port_number = int(port)
-        if port_number > 65535:
-            return None
-    if abnf.HOSTNAME_RE.fullmatch(host) is None:
+    sent_by = fast_hostport(hostport)
+    if sent_by is None:
         return None
+    host, port_number = sent_by
     if semi:
         params = _parse_params_fast(semi + params_text)
         if params is None:

@@ -145,6 +145,22 @@ def _split_params(text: str) -> dict[str, str | None]:
     return params
 
 
+def fast_hostport(hostport: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` with a host name or IPv4 address (as written), or None when unsure
+    (IPv6, anything the full grammar must judge): the fast paths' shared sent-by reader."""
+    host, colon, port = hostport.partition(":")
+    port_number: int | None = None
+    if colon:
+        if not 0 < len(port) <= 5 or not _DIGITS.issuperset(port):
+            return None
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    if abnf.HOSTNAME_RE.fullmatch(host) is None:
+        return None
+    return host, port_number
+
+
 def _parse_sip_fast(scheme: str, rest: str) -> SipUri | None:
     """The common ``[user[:password]@]host[:port][;params]`` shape, or None.
 
@@ -171,16 +187,10 @@ def _parse_sip_fast(scheme: str, rest: str) -> SipUri | None:
         hostport = rest
         user_value = password_value = None
     hostport, semi, params = hostport.partition(";")
-    host, colon, port = hostport.partition(":")
-    port_number: int | None = None
-    if colon:
-        if not 0 < len(port) <= 5 or not _DIGITS.issuperset(port):
-            return None
-        port_number = int(port)
-        if port_number > 65535:
-            return None
-    if abnf.HOSTNAME_RE.fullmatch(host) is None:
+    sent_by = fast_hostport(hostport)
+    if sent_by is None:
         return None
+    host, port_number = sent_by
     param_map: dict[str, str | None] = {}
     if semi:
         for item in params.split(";"):
