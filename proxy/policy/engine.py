@@ -18,10 +18,10 @@ Which numbers are judged (regulation.md §8 "Decision hints", issue 3 §3 and §
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from proxy.policy.identity import CallerIdentity
@@ -112,8 +112,7 @@ class PolicyData:
     history: FlowView | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Firing:
+class Firing(NamedTuple):
     """One rule that fired, with the action it takes for this source and why it fired."""
 
     rule_id: str
@@ -121,8 +120,7 @@ class Firing:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class JudgedNumber:
+class JudgedNumber(NamedTuple):
     """The facts gathered about one judged number (shown by `check`, kept in the audit)."""
 
     role: Role
@@ -132,8 +130,7 @@ class JudgedNumber:
     list_match: ListMatch | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """The decision for one request."""
 
     outcome: Outcome
@@ -145,7 +142,7 @@ class Verdict:
     kind: str
     principal: str | None
     rejecting: Firing | None = None
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     @property
     def rules_fired(self) -> list[str]:
@@ -331,16 +328,16 @@ def evaluate(
         primary.status if primary is not None and primary.status is not None else "unverified"
     )
     return Verdict(
-        outcome=outcome,
-        firings=firings,
-        judged=tuple(judged),
-        caller_e164=caller.e164 if caller is not None else None,
-        number_status=status,
-        diverted_from=identity.diverted_from.e164 if identity.diverted_from else None,
-        kind=kind,
-        principal=identity.principal,
-        rejecting=rejecting,
-        notes=identity.notes,
+        outcome,
+        firings,
+        tuple(judged),
+        caller.e164 if caller is not None else None,
+        status,
+        identity.diverted_from.e164 if identity.diverted_from else None,
+        kind,
+        identity.principal,
+        rejecting,
+        identity.notes,
     )
 
 

@@ -16,9 +16,8 @@ CDR checker), through one code path:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from proxy.policy.numbering import CallerNumber, NumberKind, normalise_number, number_from_uri
 from proxy.policy.settings import Marker, SourceKind, SourcePolicy
@@ -38,8 +37,7 @@ __all__ = ["CallerIdentity", "identity_from_request", "identity_from_values", "p
 _MASKING = frozenset({"id", "header", "user"})
 
 
-@dataclass(frozen=True, slots=True)
-class CallerIdentity:
+class CallerIdentity(NamedTuple):
     """The caller identity of one request, with the source's marker resolved."""
 
     method: str
@@ -56,7 +54,7 @@ class CallerIdentity:
     to_uri: str | None = None
     """The callee's URI text (To); see `destination`."""
     call_id: str | None = None
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     @property
     def destination(self) -> str | None:
@@ -233,18 +231,18 @@ def _assemble(
     masked = from_number.kind is NumberKind.ANONYMOUS or bool(privacy & _MASKING)
     kind, principal, value, notes = _resolve_marker(policy, marker_value)
     return CallerIdentity(
-        method=method.upper(),
-        from_number=from_number,
-        pai=pai,
-        privacy=privacy,
-        masked=masked,
-        diverted_from=diverted,
-        kind=kind,
-        principal=principal,
-        marker_value=value,
-        to_uri=to_uri,
-        call_id=call_id,
-        notes=notes,
+        method.upper(),
+        from_number,
+        pai,
+        privacy,
+        masked,
+        diverted,
+        kind,
+        principal,
+        value,
+        to_uri,
+        call_id,
+        notes,
     )
 
 

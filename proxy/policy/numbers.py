@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -227,8 +227,7 @@ class Delegation:
         return self.valid_from <= now < self.valid_until
 
 
-@dataclass(frozen=True, slots=True)
-class ListMatch:
+class ListMatch(NamedTuple):
     """The answer of a list lookup: how the customer holds the number, or why it does not."""
 
     status: ListStatus | None
@@ -239,6 +238,13 @@ class ListMatch:
     principal_mismatch: bool = False
     """The number would be acceptable but is not the marker's principal's (L.221-17)."""
     holders: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=4096)
+def _own_match(customer: str, holders: tuple[str, ...]) -> ListMatch:
+    """The `own` answer: a pure function of (customer, holders), and immutable, so one shared
+    instance serves every request presenting a number with those holders."""
+    return ListMatch("own", customer, reason=f"held by {customer}", holders=holders)
 
 
 _BND_REFUSED_PREFIXES: tuple[str, ...] = (
@@ -496,7 +502,7 @@ class ListSnapshot:
         if customer is None:
             return ListMatch(None, reason="the source names no customer", holders=holders)
         if customer in holders and principal in (None, customer):
-            return ListMatch("own", customer, reason=f"held by {customer}", holders=holders)
+            return _own_match(customer, holders)
         mine = [d for d in delegations if d.customer == customer]
         active = [d for d in mine if d.active(now)]
         allowed = [d for d in active if not principals or d.principal in principals]

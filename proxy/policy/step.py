@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +61,13 @@ def reason_phrase(status: int, configured: str | None = None) -> str:
     return configured or _PHRASES.get(status, "Rejected")
 
 
+_MISSING: Any = object()
+
+
+@lru_cache(maxsize=4096)
 def _safe(text: str, limit: int = 200) -> str:
+    """`text` fit for a quoted string (a pure function: reason texts repeat per number, so the
+    answers are memoised, least recently used evicted)."""
     cleaned = _UNSAFE.sub("'", text)
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
@@ -71,24 +79,25 @@ class CachedAllocation:
     def __init__(self, store: AllocationView, maxsize: int = 100_000) -> None:
         self.store = store
         self.maxsize = maxsize
-        self._cache: dict[str, AllocationLike | None] = {}
+        self._cache: OrderedDict[str, AllocationLike | None] = OrderedDict()
 
     def lookup(self, e164: str) -> AllocationLike | None:
-        """The block of `e164` (cached per 1,000-number block)."""
+        """The block of `e164` (cached per 1,000-number block, least recently used evicted)."""
         # ARCEP allocates ten-digit numbers in blocks of at least 1,000 (MAJNUM's EZABPQM is at
         # most 8 characters: 0 + 7 digits; allocations go in 1,000s since 1 Jul 2023), and
         # GELNUM freezes no finer: numbers equal but for their last three digits share a block.
         # Ten-digit national numbers are +33 + 9 or +262/+590/+594/+596 + 9 digits.
         key = e164[:-3] if len(e164) in (12, 13) else e164
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
-        if len(self._cache) >= self.maxsize:
-            self._cache.clear()
-        found: AllocationLike | None = self.store.lookup(e164)
-        self._cache[key] = found
-        return found
+        cache = self._cache
+        found: AllocationLike | None = cache.get(key, _MISSING)
+        if found is not _MISSING:
+            cache.move_to_end(key)
+            return found
+        answer: AllocationLike | None = self.store.lookup(e164)
+        if len(cache) >= self.maxsize:
+            cache.popitem(last=False)
+        cache[key] = answer
+        return answer
 
     def clear(self) -> None:
         """Forget cached answers (after a new import)."""
@@ -190,7 +199,8 @@ class PolicyStep:
         assessment.number_status = verdict.number_status
         assessment.gateway = source.gateway
         assessment.diverted_from = verdict.diverted_from
-        assessment.rules_fired.extend(verdict.rules_fired)
+        if verdict.firings:
+            assessment.rules_fired.extend([f.rule_id for f in verdict.firings])
 
         status: int | None = None
         decision: Decision = Continue()

@@ -1,0 +1,91 @@
+"""The hot path's memoised answers give exactly what the uncached code gives."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from proxy.policy.numbers import ListMatch, ListSnapshot, NumberRange
+from proxy.policy.step import CachedAllocation, _safe
+
+
+class _Block:
+    def __init__(self, code: str) -> None:
+        self.holder_code = code
+        self.holder_name: str | None = None
+        self.frozen = False
+
+
+class _Store:
+    """An allocation view whose answer depends on the 1,000-number block only."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def lookup(self, e164: str) -> _Block | None:
+        self.calls += 1
+        block = e164[:-3] if len(e164) in (12, 13) else e164
+        return None if int(block[-1]) % 3 == 0 else _Block(block)
+
+
+_numbers = st.builds(
+    lambda cc, nsn: cc + nsn,
+    st.sampled_from(["+33", "+262", "+590", "+1"]),
+    st.from_regex(r"[1-9][0-9]{8}", fullmatch=True),
+)
+
+
+@hsettings(max_examples=200)
+@given(st.lists(_numbers, min_size=1, max_size=60), st.integers(min_value=1, max_value=8))
+def test_cached_allocation_is_the_store_and_a_true_lru(probes: list[str], maxsize: int) -> None:
+    store = _Store()
+    cached = CachedAllocation(store, maxsize=maxsize)
+    recent: list[str] = []  # model of the LRU: least recent first
+    for e164 in probes:
+        key = e164[:-3] if len(e164) in (12, 13) else e164
+        before = store.calls
+        got = cached.lookup(e164)
+        want = store.lookup(e164)
+        store.calls -= 1
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert got.holder_code == want.holder_code
+        # A hit exactly when the key is among the `maxsize` most recently used.
+        assert (store.calls == before) == (key in recent)
+        if key in recent:
+            recent.remove(key)
+        recent.append(key)
+        del recent[:-maxsize]
+        assert list(cached._cache) == recent
+
+
+@hsettings(max_examples=100)
+@given(
+    st.sampled_from(["callco", "other"]),
+    st.lists(st.sampled_from(["callco", "other", "third"]), max_size=3),
+    st.integers(min_value=0, max_value=999),
+)
+def test_memoised_own_match_equals_a_fresh_one(customer: str, holders: list[str], n: int) -> None:
+    snap = ListSnapshot()
+    e164 = f"+33162000{n:03d}"
+    for row_id, holder in enumerate(holders):
+        snap.add_holding(row_id, holder, NumberRange(e164, e164))
+    found = snap.holders(e164)
+    match = snap.match(e164, customer, 0.0)
+    if customer in found:
+        assert match == ListMatch("own", customer, reason=f"held by {customer}", holders=found)
+        assert snap.match(e164, customer, 0.0) is match  # shared, immutable
+    else:
+        assert match.status is None
+
+
+def _safe_reference(text: str, limit: int = 200) -> str:
+    cleaned = "".join("'" if c in '"\\' or ord(c) < 0x20 or c == "\x7f" else c for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+@given(st.text(max_size=300))
+def test_safe_text_memoised_matches_reference(text: str) -> None:
+    assert _safe(text) == _safe_reference(text)
+    assert _safe(text) == _safe_reference(text)
