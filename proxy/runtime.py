@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import shutil
 import signal
@@ -49,13 +50,14 @@ from proxy.core.events import (
     TimerFired,
 )
 from proxy.core.proxy import ProxyCore
-from proxy.observability import Metrics, configure_logging
+from proxy.observability import Metrics, configure_logging, transaction_logger
 from proxy.sip.errors import SipParseError
 from proxy.transport.hub import Address, TransportHub
 from proxy.transport.tls import client_context, server_context
 from proxy.wiring import Components, build_components
 
 log = structlog.get_logger("sipguard")
+_now = time.time
 
 # How often the worker flushes the audit queue and looks for number-list changes comes from
 # `policy.audit.flush_interval_s` and `policy.reload_interval_s` (read at start). The audit
@@ -96,6 +98,11 @@ class Worker:
         # DIALOG_MAX_AGE so the table cannot grow without bound.
         self.dialogs: dict[str, float] = {}
         self._cache_counts_seen: dict[int, tuple[int, int]] = {}
+        # One line per transaction outcome (issue 2 §6), on a logger resolved once: the
+        # arguments are not even built when the level filters info out.
+        self._transaction_log = transaction_logger()
+        enabled = getattr(self._transaction_log, "is_enabled_for", None)
+        self._log_transactions = enabled is None or bool(enabled(logging.INFO))
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -236,7 +243,7 @@ class Worker:
         core = self.core
         if core is None:
             return
-        now = time.time()
+        now = _now()
         try:
             actions = core.handle(event, now)
         except Exception:
@@ -245,14 +252,20 @@ class Worker:
             self.metrics.internal_errors.inc()
             log.exception("core.internal_error", event=type(event).__name__)
             return
-        for action in actions:
-            self._execute(action)
+        if actions:
+            send_udp = self.hub.send_udp
+            for action in actions:
+                # Sends over UDP are most of the actions: straight to the socket.
+                if type(action) is Send and action.transport == "udp":
+                    send_udp(action.remote, action.data, action.local)
+                else:
+                    self._execute(action, now)
         self._rearm()
         # The time spent here feeds the core's overload gauge (503 to new INVITEs when the
         # worker is busy nearly all the time).
-        core.record_busy(now, time.time())
+        core.record_busy(now, _now())
 
-    def _execute(self, action: object) -> None:
+    def _execute(self, action: object, now: float | None = None) -> None:
         if isinstance(action, Send):
             self.hub.send(
                 action.transport,
@@ -264,18 +277,19 @@ class Worker:
         elif isinstance(action, TransactionEnded):
             self.metrics.transaction_ended(action)
             if action.method == "INVITE" and 200 <= action.status < 300:
-                self.dialogs[action.call_id] = time.time()
+                self.dialogs[action.call_id] = _now() if now is None else now
             elif action.method == "BYE":
                 self.dialogs.pop(action.call_id, None)
-            log.info(
-                "transaction",
-                call_id=action.call_id,
-                method=action.method,
-                source=action.origin,
-                trunk=action.trunk,
-                status=action.status,
-                duration_ms=round(action.duration * 1000, 1),
-            )
+            if self._log_transactions:
+                self._transaction_log.info(
+                    "transaction",
+                    call_id=action.call_id,
+                    method=action.method,
+                    source=action.origin,
+                    trunk=action.trunk,
+                    status=action.status,
+                    duration_ms=round(action.duration * 1000, 1),
+                )
         elif isinstance(action, MessageDropped):
             self.metrics.dropped.labels(reason=action.reason).inc()
         elif isinstance(action, TrunkStateChanged):
@@ -311,7 +325,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         fire = deadline + slack
         self._timer_deadline = fire
-        self._timer = loop.call_at(loop.time() + max(0.0, fire - time.time()), self._on_timer)
+        self._timer = loop.call_at(loop.time() + max(0.0, fire - _now()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

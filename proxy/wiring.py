@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxy.config import Config
 from proxy.core.decision import Assessment, Decision, Defer, Origin, Reject, RequestStep
@@ -32,33 +32,39 @@ class CountedStep:
         self.step = step
         self.name = step.name
         self.metrics = metrics
+        # Bound once: the wrapper runs on every initial request.
+        self._decide = step.decide
+        self._kind = step.name if step.name in ("policy", "signing", "verification") else ""
+        # labels() hashes and locks on every call; the label sets are few and bounded
+        # (verdict x rule x source, operation x code), so each child is looked up once.
+        self._verdicts: dict[tuple[str, str, str], Any] = {}
+        self._identity: dict[tuple[str, str], Any] = {}
 
     def decide(
         self, request: Request, origin: Origin, assessment: Assessment, now: float
     ) -> Decision:
         """Run the step, then count what it decided."""
+        kind = self._kind
+        if not kind:
+            return self._decide(request, origin, assessment, now)
         fired_before = len(assessment.rules_fired)
-        decision = self.step.decide(request, origin, assessment, now)
-        source = origin.name or "unknown"
-        fired = assessment.rules_fired[fired_before:]
-        if self.name == "policy" and request.method in ("INVITE", "MESSAGE"):
-            if isinstance(decision, Reject):
-                self.metrics.policy_verdicts.labels(
-                    verdict="reject", rule=decision.rule_id, source=source
-                ).inc()
-            elif fired:
-                for rule in fired:
-                    self.metrics.policy_verdicts.labels(
-                        verdict="monitor", rule=rule, source=source
-                    ).inc()
-            else:
-                self.metrics.policy_verdicts.labels(
-                    verdict="allow", rule="none", source=source
-                ).inc()
-        elif self.name == "signing" and request.get("Identity") is not None:
-            code = str(decision.status) if isinstance(decision, Reject) else "signed"
-            self.metrics.identity_results.labels(operation="sign", code=code).inc()
-        elif self.name == "verification" and request.get("Identity") is not None:
+        decision = self._decide(request, origin, assessment, now)
+        if kind == "policy":
+            if request.method in ("INVITE", "MESSAGE"):
+                source = origin.name or "unknown"
+                if isinstance(decision, Reject):
+                    self._verdict("reject", decision.rule_id, source)
+                elif len(assessment.rules_fired) > fired_before:
+                    for rule in assessment.rules_fired[fired_before:]:
+                        self._verdict("monitor", rule, source)
+                else:
+                    self._verdict("allow", "none", source)
+        elif kind == "signing":
+            if request.get("Identity") is not None:
+                code = str(decision.status) if isinstance(decision, Reject) else "signed"
+                self._identity_result("sign", code)
+        elif request.get("Identity") is not None:
+            fired = assessment.rules_fired[fired_before:]
             failures = [
                 r.removeprefix(_FAILED_PREFIX) for r in fired if r.startswith(_FAILED_PREFIX)
             ]
@@ -69,8 +75,26 @@ class CountedStep:
             else:
                 code = "passed" if not isinstance(decision, Defer) else ""
             if code:
-                self.metrics.identity_results.labels(operation="verify", code=code).inc()
+                self._identity_result("verify", code)
         return decision
+
+    def _verdict(self, verdict: str, rule: str, source: str) -> None:
+        key = (verdict, rule, source)
+        child = self._verdicts.get(key)
+        if child is None:
+            child = self.metrics.policy_verdicts.labels(verdict=verdict, rule=rule, source=source)
+            if len(self._verdicts) < 4096:
+                self._verdicts[key] = child
+        child.inc()
+
+    def _identity_result(self, operation: str, code: str) -> None:
+        key = (operation, code)
+        child = self._identity.get(key)
+        if child is None:
+            child = self.metrics.identity_results.labels(operation=operation, code=code)
+            if len(self._identity) < 4096:
+                self._identity[key] = child
+        child.inc()
 
 
 @dataclass

@@ -58,16 +58,22 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         self.hub = hub
         self.transport: asyncio.DatagramTransport | None = None
         self.local: Address = ("", 0)
+        # Bound once: the per-datagram path is one call, not three attribute lookups.
+        self._sink = hub.events.datagram_received
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not every loop's datagram transport subclasses asyncio.DatagramTransport (uvloop).
         self.transport = cast(asyncio.DatagramTransport, transport)
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
+        self.hub._refresh_udp()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        remote = (str(addr[0]), int(addr[1]))
-        self.hub.events.datagram_received(data, remote, self.local)
+        # IPv4 peers arrive as (host, port) already; only IPv6's 4-tuple needs trimming.
+        if len(addr) == 2:
+            self._sink(data, addr, self.local)  # type: ignore[arg-type]
+        else:
+            self._sink(data, (str(addr[0]), int(addr[1])), self.local)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the transaction layer's timers cover the loss.
@@ -146,6 +152,11 @@ class TransportHub:
         self.client_tls = client_tls
         self.connect_timeout = connect_timeout
         self._udp: list[_UdpEndpoint] = []
+        # Send paths resolved once per bound socket instead of a scan per datagram:
+        # the transport bound to each local address, and the newest one per family.
+        self._udp_by_local: dict[Address, asyncio.DatagramTransport] = {}
+        self._udp_v4: asyncio.DatagramTransport | None = None
+        self._udp_v6: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
         self._connections: dict[int, _Connection] = {}
         self._protocols: dict[int, _StreamProtocol] = {}
@@ -166,7 +177,28 @@ class TransportHub:
         local = sock.getsockname()
         _, protocol = await loop.create_datagram_endpoint(lambda: _UdpEndpoint(self), sock=sock)
         self._udp.append(protocol)
+        self._refresh_udp()
         return (local[0], local[1])
+
+    def _refresh_udp(self) -> None:
+        """Recompute the UDP send table from the endpoints (bound or connected anew)."""
+        by_local: dict[Address, asyncio.DatagramTransport] = {}
+        v4: asyncio.DatagramTransport | None = None
+        v6: asyncio.DatagramTransport | None = None
+        for endpoint in self._udp:
+            transport = endpoint.transport
+            if transport is None:
+                continue
+            # The first endpoint bound to an address wins, as the scan did.
+            by_local.setdefault(endpoint.local, transport)
+            # The newest endpoint of each family is the default sender.
+            if ":" in endpoint.local[0]:
+                v6 = transport
+            else:
+                v4 = transport
+        self._udp_by_local = by_local
+        self._udp_v4 = v4
+        self._udp_v6 = v6
 
     async def listen_stream(
         self,
@@ -205,7 +237,7 @@ class TransportHub:
         request arrived, RFC 3581 §4); by default the worker's newest (private) socket.
         """
         if transport_name == "udp":
-            self._send_udp(remote, data, local)
+            self.send_udp(remote, data, local)
             return
         connection = None
         if connection_id is not None:
@@ -222,19 +254,18 @@ class TransportHub:
         else:
             connection.writer.write(data)
 
-    def _send_udp(self, remote: Address, data: bytes, local: Address | None) -> None:
+    def send_udp(self, remote: Address, data: bytes, local: Address | None = None) -> None:
+        """Send one datagram from the socket bound to `local`, else from the newest socket
+        of `remote`'s family (see `send`)."""
         if local is not None:
-            for endpoint in self._udp:
-                if endpoint.local == local and endpoint.transport is not None:
-                    endpoint.transport.sendto(data, remote)
-                    return
-        family_v6 = ":" in remote[0]
-        for endpoint in reversed(self._udp):
-            if endpoint.transport is None:
-                continue
-            if (":" in endpoint.local[0]) == family_v6:
-                endpoint.transport.sendto(data, remote)
+            transport = self._udp_by_local.get(local)
+            if transport is not None:
+                transport.sendto(data, remote)
                 return
+        transport = self._udp_v6 if ":" in remote[0] else self._udp_v4
+        if transport is not None:
+            transport.sendto(data, remote)
+            return
         self.send_failures += 1
         log.warning("udp.no_endpoint", remote=f"{remote[0]}:{remote[1]}")
 
