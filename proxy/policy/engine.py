@@ -17,7 +17,6 @@ Which numbers are judged (regulation.md §8 "Decision hints", issue 3 §3 and §
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from proxy.policy.identity import CallerIdentity
 from proxy.policy.numbering import CallerNumber, NumberKind
-from proxy.policy.numbers import ListMatch, ListSnapshot
+from proxy.policy.numbers import ListMatch
 from proxy.policy.plan import NumberingPlan, Permission, PlanRow
 from proxy.policy.rules import RULE_ORDER, RULES, RuleAction
 from proxy.policy.settings import PolicySettings, SourcePolicy
@@ -37,7 +36,6 @@ __all__ = [
     "Firing",
     "FlowView",
     "JudgedNumber",
-    "JudgementMemo",
     "ListView",
     "PolicyData",
     "Verdict",
@@ -246,142 +244,6 @@ class _Run:
             return
         self.firings.append(Firing(rule_id, action, reason))
 
-    def replay(self, firings: tuple[Firing, ...]) -> None:
-        """Add remembered firings as `fire()` would have added them (same de-duplication)."""
-        for firing in firings:
-            rule_id, _, reason = firing
-            if any(f.rule_id == rule_id and f.reason == reason for f in self.firings):
-                continue
-            self.firings.append(firing)
-
-
-# A remembered judgement: the JudgedNumber, the firings `_judge` produced for it on a fresh
-# run, and the [lo, hi) span of times over which the list answer holds.
-_Memoised = tuple[JudgedNumber, tuple[Firing, ...], float, float]
-_MemoKey = tuple[str, CallerNumber, int, str, str | None]
-
-# Numbers `_judge` settles without the plan, the allocation data or the lists: cheap, and
-# their answer depends on the method (alphanumeric senders), which the memo key leaves out.
-_UNJUDGED_KINDS = frozenset({NumberKind.ALPHANUMERIC, NumberKind.ANONYMOUS, NumberKind.INVALID})
-
-
-class JudgementMemo:
-    """Remembers the judgement of one number (`_judge`), so a repeat caller skips the plan,
-    allocation and list lookups and the reason texts.
-
-    For a number in a role, judged for a source (its action table, customer, principals),
-    traffic kind and marker principal, `_judge` reads only: the policy data (settings, plan,
-    allocation), the local day (plan rows' effective dates), the number lists, and `now`
-    through the list answer's delegation bounds. So an entry is keyed on (role, number, source,
-    kind, principal) and the whole memo is stamped with (data object, day, list token): when
-    any of them changes the memo is emptied. The list token is (snapshot, change counter), so
-    a poll, a full reload or a direct edit of the snapshot all empty it. Within a day, an
-    entry is only reused while `now` is inside the span over which its list answer holds
-    (`ListSnapshot.match_span`): a delegation starting or ending mid-day is seen.
-
-    Never remembered: numbers of plan rows with a `cond` cell (the flow exception reads the
-    per-number history and the callee, public-interest rows the marker; kept out wholesale
-    rather than reasoning per branch), and any answer computed while the lists were being
-    changed (odd or moved change counter).
-
-    One memo per `PolicyStep` (a reload builds a new step and so a new memo); not shared
-    between threads: the hot path is the only user.
-    """
-
-    __slots__ = ("_data", "_day", "_entries", "_sources", "_token", "hits", "maxsize", "misses")
-
-    def __init__(self, maxsize: int = 65_536) -> None:
-        self.maxsize = maxsize
-        self._entries: OrderedDict[_MemoKey, _Memoised] = OrderedDict()
-        self._data: PolicyData | None = None
-        self._day: date | None = None
-        self._token: tuple[ListSnapshot, int] | None = None
-        # Sources are keyed by id(): each one seen is held here so its id cannot be reused
-        # by another object while entries naming it live (frozen pydantic models hash every
-        # field, several µs; an id is one machine word).
-        self._sources: dict[int, SourcePolicy] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._entries.clear()
-        self._sources.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def _ready(
-        self, data: PolicyData, day: date, source: SourcePolicy
-    ) -> tuple[ListSnapshot, int] | None:
-        """The list token to judge under, after emptying the memo if its stamp is stale; None
-        when the memo cannot be used for this request."""
-        token_of = getattr(data.lists, "memo_token", None)
-        if token_of is None:
-            return None  # a list view that cannot say when it changed: never memoise
-        token: tuple[ListSnapshot, int] = token_of()
-        if token[1] & 1:
-            return None  # a change is being applied right now
-        if data is not self._data or day != self._day or token != self._token:
-            self.clear()
-            self._data = data
-            self._day = day
-            self._token = token
-        sid = id(source)
-        if self._sources.get(sid) is not source:
-            if len(self._sources) >= 1024:
-                self.clear()
-            self._sources[sid] = source
-        return token
-
-    def judge(
-        self,
-        token: tuple[ListSnapshot, int],
-        run: _Run,
-        identity: CallerIdentity,
-        source: SourcePolicy,
-        data: PolicyData,
-        role: Role,
-        item: CallerNumber,
-        kind: str,
-        day: date,
-        now: float,
-    ) -> JudgedNumber:
-        """`_judge(run, ...)`, from memory when possible."""
-        key: _MemoKey = (role, item, id(source), kind, identity.principal)
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None and entry[2] <= now < entry[3]:
-            entries.move_to_end(key)
-            self.hits += 1
-            run.replay(entry[1])
-            return entry[0]
-        self.misses += 1
-        # Judged on a run of its own: `_Run.fire` drops a firing equal to one already made
-        # for an earlier number of this request, and the memo must hold what this number
-        # fires by itself. Replaying into `run` applies the same de-duplication.
-        own = _Run(run.actions)
-        span = [-_INFINITY, _INFINITY]
-        snap = token[0]
-        judged = _judge(own, identity, source, data, role, item, kind, day, now, snap, span)
-        firings = tuple(own.firings)
-        run.replay(firings)
-        row = judged.row
-        if (
-            row is not None
-            and row.automated is not Permission.COND
-            and row.interpersonal is not Permission.COND
-            and snap.changes == token[1]
-        ):
-            if entry is None and len(entries) >= self.maxsize:
-                entries.popitem(last=False)
-            entries[key] = (judged, firings, span[0], span[1])
-            entries.move_to_end(key)
-        return judged
-
-
-_INFINITY = float("inf")
-
 
 def _rule_rank(firing: Firing) -> int:
     return RULE_ORDER[firing.rule_id]
@@ -407,17 +269,9 @@ def _judged_numbers(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]
 
 
 def evaluate(
-    identity: CallerIdentity,
-    source: SourcePolicy,
-    data: PolicyData,
-    now: float,
-    memo: JudgementMemo | None = None,
+    identity: CallerIdentity, source: SourcePolicy, data: PolicyData, now: float
 ) -> Verdict:
-    """Judge one request: every rule that fires, and the outcome.
-
-    `memo`: remembered per-number judgements (`JudgementMemo`); the verdict is the same with
-    or without it (a property test checks it over list changes, days and delegation bounds).
-    """
+    """Judge one request: every rule that fires, and the outcome."""
     settings = data.settings
     run = _Run(_action_table(settings, source))
     day = _day(now, settings.timezone)
@@ -437,14 +291,8 @@ def evaluate(
     if not numbers:
         run.fire("invalid-number", "no caller number: From is masked and there is no PAI")
 
-    token = memo._ready(data, day, source) if memo is not None else None
     for role, item in numbers:
-        if token is not None and memo is not None and item.kind not in _UNJUDGED_KINDS:
-            judged.append(
-                memo.judge(token, run, identity, source, data, role, item, kind, day, now)
-            )
-        else:
-            judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
+        judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
 
     if (
         source.require_from_pai_equal
@@ -503,11 +351,7 @@ def _judge(
     kind: str,
     day: date,
     now: float,
-    snap: ListSnapshot | None = None,
-    span: list[float] | None = None,
 ) -> JudgedNumber:
-    # `snap`/`span` (memoised path only): ask `snap` for the list answer and write into
-    # `span` the [lo, hi) times over which it holds.
     # The label ("+33162000001 (From)") only goes into reasons: built when a rule fires.
     if item.kind is NumberKind.ALPHANUMERIC:
         # A name cannot be called back (plan §2.2.2); SMS platforms may send from one.
@@ -555,22 +399,13 @@ def _judge(
 
     match: ListMatch | None = None
     if e164 is not None:
-        if snap is not None and span is not None:
-            match, span[0], span[1] = snap.match_span(
-                e164,
-                source.customer,
-                now,
-                principals=source.principals,
-                principal=identity.principal,
-            )
-        else:
-            match = data.lists.match(
-                e164,
-                source.customer,
-                now,
-                principals=source.principals,
-                principal=identity.principal,
-            )
+        match = data.lists.match(
+            e164,
+            source.customer,
+            now,
+            principals=source.principals,
+            principal=identity.principal,
+        )
 
     if category != "foreign" and category != "unallocated":
         _plan_rules(run, identity, source, data, row, item, role, kind, match, now)

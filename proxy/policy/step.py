@@ -25,14 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.core.decision import Assessment, Continue, Decision, Origin, Reject
 from proxy.policy.audit import AuditLog
-from proxy.policy.engine import (
-    AllocationLike,
-    AllocationView,
-    JudgementMemo,
-    PolicyData,
-    Verdict,
-    evaluate,
-)
+from proxy.policy.engine import AllocationLike, AllocationView, PolicyData, Verdict, evaluate
 from proxy.policy.identity import CallerIdentity, identity_from_request
 from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan, Permission
@@ -149,10 +142,6 @@ class PolicyStep:
         self._maintenance_lock = threading.Lock()
         self._allocation_dirty = False
         self._new_allocation: CachedAllocation | None = None
-        # Per-number judgements of repeat callers (engine.JudgementMemo). It empties itself
-        # when `self.data` is replaced (new allocation data), the lists change or the day
-        # turns; a reload builds a new step, hence a new memo.
-        self.memo = JudgementMemo()
 
     @classmethod
     def from_config(cls, config: Any) -> PolicyStep:
@@ -203,7 +192,7 @@ class PolicyStep:
             self.data = _replace_allocation(self.data, self._new_allocation)
         source = self.sources.get(origin.name or "", self._default_source)
         identity = identity_from_request(request, source)
-        verdict = evaluate(identity, source, self.data, now, self.memo)
+        verdict = evaluate(identity, source, self.data, now)
 
         assessment.customer = source.customer
         assessment.caller_e164 = verdict.caller_e164
