@@ -19,12 +19,19 @@ from tests.unit.core.core_helpers import Harness, make_config, make_harness, par
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "rfc4475"
 SENDER = ("192.0.2.15", 5060)
+
+# The corpus is read in place from the shared folder beside the checkout (CI has it there);
+# without it these tests say why they do not run instead of passing on an empty set.
+pytestmark = pytest.mark.skipif(
+    not (CORPUS / "index.json").exists(),
+    reason=f"RFC 4475 shared test data not found at {CORPUS}",
+)
 TRUNK = ("198.51.100.10", 5060)
 
 
 def _messages() -> list[dict[str, Any]]:
     index = CORPUS / "index.json"
-    if not index.exists():  # pragma: no cover - the corpus ships in shared/
+    if not index.exists():
         return []
     return list(json.loads(index.read_text())["messages"])
 
