@@ -87,15 +87,31 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 
 class _GcWatch:
-    """Counts garbage collections, so a sample taken while one ran can be told apart."""
+    """Counts garbage collections, so a sample taken while one ran can be told apart, and
+    times each one per generation (the full, generation-2 ones are what a growing cache of
+    GC-tracked objects makes long)."""
 
     def __init__(self) -> None:
         self.runs = 0
+        self._started = 0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
         gc.callbacks.append(self._seen)
 
     def _seen(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self.runs += 1
+            self._started = time.perf_counter_ns()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter_ns() - self._started) / 1000)
+
+    def take(self) -> str:
+        """Collections per generation and the longest of each since the last call, in µs."""
+        parts = []
+        for generation, pauses in self.pauses.items():
+            longest = max(pauses) if pauses else 0.0
+            parts.append(f"gen{generation} {len(pauses)} (max {longest:.0f})")
+            pauses.clear()
+        return "GC runs: " + ", ".join(parts) + " µs"
 
 
 def _callers(rng: random.Random, count: int) -> list[str]:
@@ -138,7 +154,9 @@ def _time(
     return wall, cpu, collected
 
 
-def _report(label: str, wall: list[float], cpu: list[float], collected: list[bool]) -> None:
+def _report(
+    label: str, watch: _GcWatch, wall: list[float], cpu: list[float], collected: list[bool]
+) -> None:
     ordered = sorted(wall)
     quiet = sorted(s for s, c in zip(wall, collected, strict=True) if not c)
     paused = sorted(s for s, c in zip(wall, collected, strict=True) if c)
@@ -151,7 +169,8 @@ def _report(label: str, wall: list[float], cpu: list[float], collected: list[boo
         f"  p99.9 {_percentile(on_cpu, 0.999):8.1f} µs"
         f" | wall without GC: p50 {_percentile(quiet, 0.5):6.1f}"
         f" p99 {_percentile(quiet, 0.99):6.1f} µs;"
-        f" {len(paused)} requests ran a GC (max {paused[-1] if paused else 0.0:.0f} µs)"
+        f" {len(paused)} requests ran a GC (max {paused[-1] if paused else 0.0:.0f} µs)\n"
+        f"  {'':<28} {watch.take()}"
     )
 
 
@@ -209,9 +228,21 @@ def main(count: int = 20_000) -> None:
             f" {gc.get_freeze_count():,} frozen):"
         )
         _time(step, origin, warm, watch)  # untimed: the working set is now known
-        _report("first sight (all new)", *_time(step, origin, first, watch))
-        _report("repeat callers", *_time(step, origin, repeat, watch))
-        _report("mix: 90 % repeat, 10 % new", *_time(step, origin, mixed, watch))
+        watch.take()
+        _report("first sight (all new)", watch, *_time(step, origin, first, watch))
+        _report("repeat callers", watch, *_time(step, origin, repeat, watch))
+        _report("mix: 90 % repeat, 10 % new", watch, *_time(step, origin, mixed, watch))
+        # What a full collection costs now, with every cache of the step as full as the runs
+        # left it: the objects it has to walk are the ones created since the freeze.
+        young, middle, old = (len(gc.get_objects(g)) for g in (0, 1, 2))
+        started = time.perf_counter_ns()
+        gc.collect()
+        forced = (time.perf_counter_ns() - started) / 1000
+        print(
+            f"GC after the runs: {young:,}/{middle:,}/{old:,} objects tracked in generations"
+            f" 0/1/2 (frozen: {gc.get_freeze_count():,}); a forced full collection took"
+            f" {forced:,.0f} µs"
+        )
         flushed = time.perf_counter()
         audit.flush()
         print(f"audit: {audit.written:,} entries flushed in {time.perf_counter() - flushed:.2f} s")

@@ -444,6 +444,11 @@ class AllocationIndex:
     ) -> None:
         self._blocks = blocks
         self._frozen = frozen
+        # No block or frozen prefix is longer than this: the longest-prefix walk starts here
+        # (a national number has 10 digits, MAJNUM blocks at most 8 characters).
+        self._longest = max(
+            (len(prefix) for prefix in (*(b[0] for b in blocks), *frozen)), default=0
+        )
 
     @classmethod
     def from_store(cls, store: AllocationStore) -> AllocationIndex:
@@ -479,9 +484,16 @@ class AllocationIndex:
 
     def lookup(self, e164: str) -> Allocation | None:
         """See `AllocationStore.lookup`."""
-        if _PLAIN_FRENCH.fullmatch(e164):
-            # normalise_number's national form of +33 + 9 digits is "0" + those digits (DOM
-            # blocks written under +33 included); skipping it saves ~10 µs per new number.
+        if (
+            len(e164) == 12
+            and e164.startswith("+33")
+            and e164[3] != "0"
+            and e164.isascii()
+            and e164[1:].isdigit()
+        ):
+            # `_PLAIN_FRENCH` without the regular expression. normalise_number's national form
+            # of +33 + 9 digits is "0" + those digits (DOM blocks written under +33
+            # included); skipping it saves ~10 µs per new number.
             national: str | None = "0" + e164[3:]
         else:
             number = normalise_number(e164)
@@ -493,7 +505,7 @@ class AllocationIndex:
         length = len(national)
         blocks, frozen = self._blocks, self._frozen
         # Longest prefix first; at equal length an allocated block beats a frozen one.
-        for size in range(length, 0, -1):
+        for size in range(min(length, self._longest), 0, -1):
             prefix = national[:size]
             found = blocks.get((prefix, length))
             if found is not None:

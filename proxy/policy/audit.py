@@ -28,10 +28,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from proxy.policy.engine import Firing, Verdict
+from proxy.policy.engine import Verdict
 from proxy.policy.identity import CallerIdentity
 
 __all__ = ["AuditEntry", "AuditLog", "AuditReport", "format_report", "read_report"]
@@ -143,20 +144,25 @@ class AuditEntry:
         )  # fmt: skip
 
 
-# What `AuditLog.record_decision` queues: the `decisions` row up to `status`, then the verdict's
-# firings (rules and detail are formatted at flush time). A flat tuple of strings and numbers
-# is one object per request that lives until the flush, where an `AuditEntry` (or the identity
-# and verdict it is made from) would be several: fewer young objects surviving means fewer
-# garbage collections on the hot path.
+# What `AuditLog.record_decision` queues: the `decisions` row up to `status` (18 columns), then
+# the (rule id, action, reason) of each of the verdict's firings, flattened (rules and detail
+# are formatted at flush time). A flat tuple of strings and numbers is one object per request
+# that lives until the flush, where an `AuditEntry` (or the identity and verdict it is made
+# from) would be several; and flat, holding no NamedTuple, it is untracked by the garbage
+# collector at the first collection that sees it (a nested tuple or a `Firing` in it would
+# keep it tracked into the old generation, where full collections walk it).
 _Pending = tuple[Any, ...]
+_HEAD = 18
+_chain = chain.from_iterable
 
 
 def _row(item: AuditEntry | _Pending) -> tuple[Any, ...]:
     if isinstance(item, AuditEntry):
         return item.row()
-    firings: tuple[Firing, ...] = item[-1]
-    detail = json.dumps([[f.rule_id, f.action, f.reason] for f in firings], ensure_ascii=False)
-    return (*item[:-1], " ".join(f.rule_id for f in firings), detail)
+    flat = item[_HEAD:]
+    firings = [flat[i : i + 3] for i in range(0, len(flat), 3)]
+    detail = json.dumps([list(f) for f in firings], ensure_ascii=False)
+    return (*item[:_HEAD], " ".join(f[0] for f in firings), detail)
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -224,7 +230,7 @@ class AuditLog:
             " ".join(p.raw for p in pai) or None if pai else None,
             " ".join(p.e164 or "-" for p in pai) or None if pai else None,
             verdict.diverted_from, verdict.caller_e164, verdict.category, holder,
-            verdict.number_status, verdict.outcome, status, verdict.firings,
+            verdict.number_status, verdict.outcome, status, *_chain(verdict.firings),
         )  # fmt: skip
         queue = self._queue
         if len(queue) >= self.queue_max:

@@ -17,7 +17,8 @@ Which numbers are judged (regulation.md §8 "Decision hints", issue 3 §3 and §
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from proxy.policy.identity import CallerIdentity
 from proxy.policy.numbering import CallerNumber, NumberKind
-from proxy.policy.numbers import ListMatch
+from proxy.policy.numbers import ListMatch, ListSnapshot
 from proxy.policy.plan import NumberingPlan, Permission, PlanRow
 from proxy.policy.rules import RULE_ORDER, RULES, RuleAction
 from proxy.policy.settings import PolicySettings, SourcePolicy
@@ -36,6 +37,7 @@ __all__ = [
     "Firing",
     "FlowView",
     "JudgedNumber",
+    "JudgementMemo",
     "ListView",
     "PolicyData",
     "Verdict",
@@ -242,7 +244,210 @@ class _Run:
             return
         if any(f.rule_id == rule_id and f.reason == reason for f in self.firings):
             return
-        self.firings.append(Firing(rule_id, action, reason))
+        self.firings.append(_new_tuple(Firing, (rule_id, action, reason)))
+
+    def replay(self, firings: Sequence[Firing]) -> None:
+        """Add remembered firings as `fire()` would have added them (same de-duplication)."""
+        for firing in firings:
+            rule_id, _, reason = firing
+            if any(f.rule_id == rule_id and f.reason == reason for f in self.firings):
+                continue
+            self.firings.append(firing)
+
+
+# A remembered judgement is one flat tuple of atoms (str, int, float, bool, None): CPython
+# untracks such a tuple in the cyclic garbage collector at the first collection that sees it,
+# so a full memo adds no object to the full collections' walk. Flat, because a collection
+# untracks one level of nesting at a time (a tuple of tuples would reach the old generation
+# first), and no NamedTuple inside, because only exact tuples are ever untracked. Objects the
+# judgement points at (the plan row, a delegation) are named by `id` and held alive in
+# `JudgementMemo._refs`, so an id cannot be reused. Layout:
+#   0 plan row id, 1 allocation holder, 2 lo, 3 hi ([lo, hi): times the list answer holds),
+#   4 list match: 0 none, 1 without delegation, else the delegation's id,
+#   5 status, 6 principal, 7 reason, 8 principal_mismatch, 9 n = number of holders,
+#   10 .. 10+n the holders, then (rule id, action, reason) of each firing, flattened.
+_Memoised = tuple[object, ...]
+_NO_MATCH = 0
+_PLAIN_MATCH = 1
+# tuple.__new__(cls, values): builds a NamedTuple from a tuple without its Python-level __new__.
+_new_tuple = tuple.__new__
+# (role, E.164 or short-code national form, id of the source, traffic kind, marker principal)
+_MemoKey = tuple[str, str, int, str, str | None]
+
+# Numbers `_judge` settles without the plan, the allocation data or the lists: cheap, and
+# their answer depends on the method (alphanumeric senders), which the memo key leaves out.
+_UNJUDGED_KINDS = frozenset({NumberKind.ALPHANUMERIC, NumberKind.ANONYMOUS, NumberKind.INVALID})
+
+
+class JudgementMemo:
+    """Remembers the judgement of one number (`_judge`), so a repeat caller skips the plan,
+    allocation and list lookups and the reason texts.
+
+    For a number in a role, judged for a source (its action table, customer, principals),
+    traffic kind and marker principal, `_judge` reads only: the number's E.164 form (its
+    national form for a short code), the policy data (settings, plan, allocation), the local
+    day (plan rows' effective dates), the number lists, and `now` through the list answer's
+    delegation bounds. So an entry is keyed on (role, number, source, kind, principal) and the
+    whole memo is stamped with (data object, day, list token): when any of them changes the
+    memo is emptied. The list token is (snapshot, change counter), so a poll, a full reload or
+    a direct edit of the snapshot all empty it. Within a day, an entry is only reused while
+    `now` is inside the span over which its list answer holds (`ListSnapshot.match_span`): a
+    delegation starting or ending mid-day is seen. The `JudgedNumber` handed back carries the
+    request's own `CallerNumber`.
+
+    Never remembered: numbers of plan rows with a `cond` cell (the flow exception reads the
+    per-number history and the callee, public-interest rows the marker; kept out wholesale
+    rather than reasoning per branch), and any answer computed while the lists were being
+    changed (odd or moved change counter).
+
+    Garbage collector: keys and entries hold only atoms (see `_Memoised`), so neither is
+    tracked once a collection has seen it; a full memo costs a full collection one dict walk,
+    not one object per entry (a test checks it).
+
+    One memo per `PolicyStep` (a reload builds a new step and so a new memo); not shared
+    between threads: the hot path is the only user.
+    """
+
+    __slots__ = ("_data", "_day", "_entries", "_refs", "_token", "hits", "maxsize", "misses")
+
+    def __init__(self, maxsize: int = 65_536) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[_MemoKey, _Memoised] = OrderedDict()
+        self._data: PolicyData | None = None
+        self._day: date | None = None
+        self._token: tuple[ListSnapshot, int] | None = None
+        # id -> object, for the plan rows, delegations and sources entries name by id: held
+        # here so an id cannot be reused by another object while an entry names it (frozen
+        # pydantic sources hash every field, several µs; an id is one machine word).
+        self._refs: dict[int, object] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+        self._refs.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self) -> list[tuple[_MemoKey, _Memoised]]:
+        """The remembered (key, entry) pairs, least recently used first (tests, benchmark)."""
+        return list(self._entries.items())
+
+    def _ready(
+        self, data: PolicyData, day: date, source: SourcePolicy
+    ) -> tuple[ListSnapshot, int] | None:
+        """The list token to judge under, after emptying the memo if its stamp is stale; None
+        when the memo cannot be used for this request."""
+        token_of = getattr(data.lists, "memo_token", None)
+        if token_of is None:
+            return None  # a list view that cannot say when it changed: never memoise
+        token: tuple[ListSnapshot, int] = token_of()
+        if token[1] & 1:
+            return None  # a change is being applied right now
+        if data is not self._data or day != self._day or token != self._token:
+            self.clear()
+            self._data = data
+            self._day = day
+            self._token = token
+        refs = self._refs
+        if refs.get(id(source)) is not source:
+            if len(refs) >= 2 * self.maxsize + 4096:
+                self.clear()
+            refs[id(source)] = source
+        return token
+
+    def judge(
+        self,
+        token: tuple[ListSnapshot, int],
+        run: _Run,
+        identity: CallerIdentity,
+        source: SourcePolicy,
+        data: PolicyData,
+        role: Role,
+        item: CallerNumber,
+        kind: str,
+        day: date,
+        now: float,
+    ) -> JudgedNumber:
+        """`_judge(run, ...)`, from memory when possible."""
+        number = item.e164 if item.e164 is not None else item.national
+        if number is None:
+            return _judge(run, identity, source, data, role, item, kind, day, now)
+        key: _MemoKey = (role, number, id(source), kind, identity.principal)
+        entries = self._entries
+        entry = entries.get(key)
+        refs = self._refs
+        if entry is not None and entry[2] <= now < entry[3]:  # type: ignore[operator]
+            entries.move_to_end(key)
+            self.hits += 1
+            held: int = entry[9]  # type: ignore[assignment]
+            start = 10 + held
+            if len(entry) > start:
+                firings = [
+                    _new_tuple(Firing, entry[i : i + 3]) for i in range(start, len(entry), 3)
+                ]
+                if run.firings:
+                    run.replay(firings)
+                else:  # nothing to de-duplicate against: the remembered firings as they are
+                    run.firings.extend(firings)
+            match: ListMatch | None = None
+            how = entry[4]
+            if how != _NO_MATCH:
+                delegation = None if how == _PLAIN_MATCH else refs[how]  # type: ignore[index]
+                match = _new_tuple(
+                    ListMatch,
+                    (entry[5], entry[6], delegation, entry[7], entry[8], entry[10:start]),
+                )
+            row = refs[entry[0]]  # type: ignore[index]
+            return _new_tuple(JudgedNumber, (role, item, row, entry[1], match))
+        self.misses += 1
+        # Judged on a run of its own: `_Run.fire` drops a firing equal to one already made
+        # for an earlier number of this request, and the memo must hold what this number
+        # fires by itself. Replaying into `run` applies the same de-duplication. When `run`
+        # has fired nothing yet, it is that run of its own.
+        own = _Run(run.actions) if run.firings else run
+        span = [-_INFINITY, _INFINITY]
+        snap = token[0]
+        judged = _judge(own, identity, source, data, role, item, kind, day, now, snap, span)
+        own_firings = own.firings
+        if own is not run:
+            run.replay(own_firings)
+        row = judged.row
+        if (
+            row is not None
+            and row.automated is not Permission.COND
+            and row.interpersonal is not Permission.COND
+            and snap.changes == token[1]
+        ):
+            if entry is None and len(entries) >= self.maxsize:
+                entries.popitem(last=False)
+            match = judged.list_match
+            refs[id(row)] = row
+            flat: list[object] = [id(row), judged.allocation_holder, span[0], span[1]]
+            if match is None:
+                flat += (_NO_MATCH, None, None, None, None, 0)
+            else:
+                how = _PLAIN_MATCH
+                if match.delegation is not None:
+                    how = id(match.delegation)
+                    refs[how] = match.delegation
+                flat += (how, match[0], match[1], match[3], match[4], len(match[5]), *match[5])
+            for firing in own_firings:
+                flat += firing
+            entries[key] = tuple(flat)
+            entries.move_to_end(key)
+            if len(refs) >= 2 * self.maxsize + 4096:
+                # Rows and delegations of evicted entries pile up only if the lists churn
+                # without changing the token (they cannot): a bound all the same.
+                entries.clear()
+                refs.clear()
+                refs[id(source)] = source
+        return judged
+
+
+_INFINITY = float("inf")
 
 
 def _rule_rank(firing: Firing) -> int:
@@ -269,9 +474,17 @@ def _judged_numbers(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]
 
 
 def evaluate(
-    identity: CallerIdentity, source: SourcePolicy, data: PolicyData, now: float
+    identity: CallerIdentity,
+    source: SourcePolicy,
+    data: PolicyData,
+    now: float,
+    memo: JudgementMemo | None = None,
 ) -> Verdict:
-    """Judge one request: every rule that fires, and the outcome."""
+    """Judge one request: every rule that fires, and the outcome.
+
+    `memo`: remembered per-number judgements (`JudgementMemo`); the verdict is the same with
+    or without it (a property test checks it over list changes, days and delegation bounds).
+    """
     settings = data.settings
     run = _Run(_action_table(settings, source))
     day = _day(now, settings.timezone)
@@ -291,8 +504,14 @@ def evaluate(
     if not numbers:
         run.fire("invalid-number", "no caller number: From is masked and there is no PAI")
 
+    token = memo._ready(data, day, source) if memo is not None else None
     for role, item in numbers:
-        judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
+        if token is not None and memo is not None and item.kind not in _UNJUDGED_KINDS:
+            judged.append(
+                memo.judge(token, run, identity, source, data, role, item, kind, day, now)
+            )
+        else:
+            judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
 
     if (
         source.require_from_pai_equal
@@ -327,17 +546,20 @@ def evaluate(
     status: Literal["own", "delegated", "unverified"] = (
         primary.status if primary is not None and primary.status is not None else "unverified"
     )
-    return Verdict(
-        outcome,
-        firings,
-        tuple(judged),
-        caller.e164 if caller is not None else None,
-        status,
-        identity.diverted_from.e164 if identity.diverted_from else None,
-        kind,
-        identity.principal,
-        rejecting,
-        identity.notes,
+    return _new_tuple(
+        Verdict,
+        (
+            outcome,
+            firings,
+            tuple(judged),
+            caller.e164 if caller is not None else None,
+            status,
+            identity.diverted_from.e164 if identity.diverted_from else None,
+            kind,
+            identity.principal,
+            rejecting,
+            identity.notes,
+        ),
     )
 
 
@@ -351,7 +573,11 @@ def _judge(
     kind: str,
     day: date,
     now: float,
+    snap: ListSnapshot | None = None,
+    span: list[float] | None = None,
 ) -> JudgedNumber:
+    # `snap`/`span` (memoised path only): ask `snap` for the list answer and write into
+    # `span` the [lo, hi) times over which it holds.
     # The label ("+33162000001 (From)") only goes into reasons: built when a rule fires.
     if item.kind is NumberKind.ALPHANUMERIC:
         # A name cannot be called back (plan §2.2.2); SMS platforms may send from one.
@@ -399,13 +625,22 @@ def _judge(
 
     match: ListMatch | None = None
     if e164 is not None:
-        match = data.lists.match(
-            e164,
-            source.customer,
-            now,
-            principals=source.principals,
-            principal=identity.principal,
-        )
+        if snap is not None and span is not None:
+            match, span[0], span[1] = snap.match_span(
+                e164,
+                source.customer,
+                now,
+                principals=source.principals,
+                principal=identity.principal,
+            )
+        else:
+            match = data.lists.match(
+                e164,
+                source.customer,
+                now,
+                principals=source.principals,
+                principal=identity.principal,
+            )
 
     if category != "foreign" and category != "unallocated":
         _plan_rules(run, identity, source, data, row, item, role, kind, match, now)
@@ -415,7 +650,7 @@ def _judge(
         rule_id = "principal-mismatch" if match.principal_mismatch else "not-on-list"
         if run.on(rule_id):
             run.fire(rule_id, match.reason or f"{_label(item, role)} is not on the list")
-    return JudgedNumber(role, item, row, holder, match)
+    return _new_tuple(JudgedNumber, (role, item, row, holder, match))
 
 
 def _plan_rules(

@@ -312,10 +312,29 @@ def _fast_french(raw: str, text: str, phone_context: str | None) -> CallerNumber
     if not (nsn.isascii() and nsn.isdigit()) or nsn[0] == "0":
         return None
     national = "0" + nsn
-    mapped = national_to_e164(national)
-    if mapped is None or mapped[1] != "FR":
+    # `national_to_e164(national)` is ("+33" + nsn, "FR") unless the number is in an overseas
+    # or SPM block, which the first six digits decide: one set probe instead of its checks.
+    if national[:6] in _NOT_METRO_6:
         return None
-    return CallerNumber(raw, NumberKind.E164, mapped[0], national, "FR", how)
+    return CallerNumber(raw, NumberKind.E164, "+33" + nsn, national, "FR", how)
+
+
+def _not_metro_prefixes() -> frozenset[str]:
+    """Every 6-digit national prefix (0 + 5 digits) under which `national_to_e164` gives a
+    10-digit number a region other than FR: the overseas blocks (`DOM_PREFIXES`, 4 to 6
+    digits), 0508 and the SPM mobiles 07084[0-5] / 07085[0-6]."""
+    prefixes: set[str] = set()
+    for prefix in (*DOM_PREFIXES, "0508"):
+        free = 6 - len(prefix)
+        prefixes.update(prefix + str(tail).zfill(free) for tail in range(10**free) if free)
+        if not free:
+            prefixes.add(prefix)
+    prefixes.update(f"07084{d}" for d in "012345")
+    prefixes.update(f"07085{d}" for d in "0123456")
+    return frozenset(prefixes)
+
+
+_NOT_METRO_6 = _not_metro_prefixes()
 
 
 def _from_text(raw: str, text: str, phone_context: str | None = None) -> CallerNumber:

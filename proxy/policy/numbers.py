@@ -295,6 +295,7 @@ def _fmt_time(ts: float, zone: str) -> str:
 # 10-digit range from matching an 11-digit number with the same leading digits.
 
 _POW10 = tuple(10**k for k in range(17))
+_INFINITY = float("inf")
 
 
 def _range_keys(rng: NumberRange) -> list[int]:
@@ -385,6 +386,11 @@ class ListSnapshot:
     def __init__(self, zone: str = "Europe/Paris") -> None:
         self.zone = zone
         self.generation = 0
+        self.changes = 0
+        """A seqlock-style change counter: bumped once before and once after every mutation,
+        so it is odd while one is in progress and differs once one has happened. Unlike
+        `generation` (the store's changelog id, set by `NumberLists.poll()`), it also moves
+        when the snapshot is edited directly. The engine's judgement memo keys on it."""
         self._held: dict[int, tuple[_Held, ...]] = {}
         self._holder_names: dict[str, str] = {}
         self._delegated: dict[int, tuple[Delegation, ...]] = {}
@@ -397,44 +403,60 @@ class ListSnapshot:
 
     def add_holding(self, row_id: int, holder: str, rng: NumberRange) -> None:
         """Index one holding row."""
-        # One string object per holder rather than one per row read from SQLite.
-        item: _Held = (row_id, self._holder_names.setdefault(holder, holder))
-        for key in _range_keys(rng):
-            # Level first: a lookup racing this change must not skip a key already present.
-            self._held_levels.added(key)
-            self._held[key] = (*self._held.get(key, ()), item)
-        self.holding_rows += 1
+        self.changes += 1
+        try:
+            # One string object per holder rather than one per row read from SQLite.
+            item: _Held = (row_id, self._holder_names.setdefault(holder, holder))
+            for key in _range_keys(rng):
+                # Level first: a lookup racing this change must not skip a key already present.
+                self._held_levels.added(key)
+                self._held[key] = (*self._held.get(key, ()), item)
+            self.holding_rows += 1
+        finally:
+            self.changes += 1
 
     def remove_holding(self, row_id: int, rng: NumberRange) -> None:
         """Drop one holding row from the index."""
-        for key in _range_keys(rng):
-            entry = self._held.get(key, ())
-            kept = tuple(h for h in entry if h[0] != row_id)
-            if kept:
-                self._held[key] = kept
-            elif entry:
-                del self._held[key]
-                self._held_levels.removed(key)
-        self.holding_rows -= 1
+        self.changes += 1
+        try:
+            for key in _range_keys(rng):
+                entry = self._held.get(key, ())
+                kept = tuple(h for h in entry if h[0] != row_id)
+                if kept:
+                    self._held[key] = kept
+                elif entry:
+                    del self._held[key]
+                    self._held_levels.removed(key)
+            self.holding_rows -= 1
+        finally:
+            self.changes += 1
 
     def add_delegation(self, item: Delegation) -> None:
         """Index one delegation row."""
-        for key in _range_keys(item.range):
-            self._delegated_levels.added(key)
-            self._delegated[key] = (*self._delegated.get(key, ()), item)
-        self.delegation_rows += 1
+        self.changes += 1
+        try:
+            for key in _range_keys(item.range):
+                self._delegated_levels.added(key)
+                self._delegated[key] = (*self._delegated.get(key, ()), item)
+            self.delegation_rows += 1
+        finally:
+            self.changes += 1
 
     def remove_delegation(self, row_id: int, rng: NumberRange) -> None:
         """Drop one delegation row from the index."""
-        for key in _range_keys(rng):
-            entry = self._delegated.get(key, ())
-            kept = tuple(d for d in entry if d.id != row_id)
-            if kept:
-                self._delegated[key] = kept
-            elif entry:
-                del self._delegated[key]
-                self._delegated_levels.removed(key)
-        self.delegation_rows -= 1
+        self.changes += 1
+        try:
+            for key in _range_keys(rng):
+                entry = self._delegated.get(key, ())
+                kept = tuple(d for d in entry if d.id != row_id)
+                if kept:
+                    self._delegated[key] = kept
+                elif entry:
+                    del self._delegated[key]
+                    self._delegated_levels.removed(key)
+            self.delegation_rows -= 1
+        finally:
+            self.changes += 1
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -473,7 +495,8 @@ class ListSnapshot:
         for free in self._held_levels.by_width.get(width, ()):
             h = held.get((value // _POW10[free]) * 16 + width)
             if h:
-                holders = (*holders, *(x[1] for x in h))
+                names = (h[0][1],) if len(h) == 1 else tuple([x[1] for x in h])
+                holders = (*holders, *names) if holders else names
         delegated = self._delegated
         delegations: tuple[Delegation, ...] = ()
         for free in self._delegated_levels.by_width.get(width, ()):
@@ -499,13 +522,66 @@ class ListSnapshot:
         behalf the call is made).
         """
         holders, delegations = self._found(e164)
+        return self._match(e164, customer, now, principals, principal, holders, delegations)
+
+    def match_span(
+        self,
+        e164: str,
+        customer: str | None,
+        now: float,
+        *,
+        principals: Collection[str] = (),
+        principal: str | None = None,
+    ) -> tuple[ListMatch, float, float]:
+        """`match()`, with the span `[lo, hi)` of times over which that answer holds as long as
+        the snapshot does not change (the engine's judgement memo reuses it inside the span).
+
+        `match` reads `now` only through comparisons with the bounds of the delegations
+        covering `e164` (`valid_from <= now`, `now < valid_until`, and the same tests in
+        `_why_not`), each of which flips exactly at a bound: between two consecutive bounds of
+        those delegations, whatever their customer, every comparison and so the answer is the
+        same. Bounds of all covering delegations are used, not only the customer's: a few more
+        splits, never a wrong reuse.
+        """
+        holders, delegations = self._found(e164)
+        answer = self._match(e164, customer, now, principals, principal, holders, delegations)
+        lo = -_INFINITY
+        hi = _INFINITY
+        for d in delegations:
+            for bound in (d.valid_from, d.valid_until):
+                if bound <= now:
+                    if bound > lo:
+                        lo = bound
+                elif bound < hi:
+                    hi = bound
+        return answer, lo, hi
+
+    def memo_token(self) -> tuple[ListSnapshot, int]:
+        """(this snapshot, its change counter): see `changes`."""
+        return self, self.changes
+
+    def _match(
+        self,
+        e164: str,
+        customer: str | None,
+        now: float,
+        principals: Collection[str],
+        principal: str | None,
+        holders: tuple[str, ...],
+        delegations: tuple[Delegation, ...],
+    ) -> ListMatch:
+        # ListMatch built positionally: (status, principal, delegation, reason,
+        # principal_mismatch, holders); keywords cost a NamedTuple a slower call.
         if customer is None:
-            return ListMatch(None, reason="the source names no customer", holders=holders)
+            return ListMatch(None, None, None, "the source names no customer", False, holders)
         if customer in holders and principal in (None, customer):
             return _own_match(customer, holders)
-        mine = [d for d in delegations if d.customer == customer]
-        active = [d for d in mine if d.active(now)]
-        allowed = [d for d in active if not principals or d.principal in principals]
+        mine: list[Delegation] = []
+        allowed: list[Delegation] = []
+        if delegations:
+            mine = [d for d in delegations if d.customer == customer]
+            active = [d for d in mine if d.active(now)]
+            allowed = [d for d in active if not principals or d.principal in principals]
         if principal is not None:
             chosen = [d for d in allowed if d.principal == principal]
             if chosen:
@@ -514,19 +590,18 @@ class ListSnapshot:
                 whose = allowed[0].principal if allowed else customer
                 return ListMatch(
                     None,
-                    reason=(
-                        f"{e164} is {whose}'s, but the marker says the call is made for {principal}"
-                    ),
-                    principal_mismatch=True,
-                    holders=holders,
+                    None,
+                    None,
+                    f"{e164} is {whose}'s, but the marker says the call is made for {principal}",
+                    True,
+                    holders,
                 )
         elif allowed:
             return self._delegated_match(allowed[0], holders)
         return ListMatch(
-            None,
-            reason=self._why_not(e164, customer, now, mine, principals, holders),
-            holders=holders,
-        )
+            None, None, None, self._why_not(e164, customer, now, mine, principals, holders), False,
+            holders,
+        )  # fmt: skip
 
     def _delegated_match(self, item: Delegation, holders: tuple[str, ...]) -> ListMatch:
         until = _fmt_time(item.valid_until, self.zone)
@@ -534,8 +609,9 @@ class ListSnapshot:
             "delegated",
             item.principal,
             item,
-            reason=f"delegated to {item.customer} by {item.principal} until {until}",
-            holders=holders,
+            f"delegated to {item.customer} by {item.principal} until {until}",
+            False,
+            holders,
         )
 
     def _why_not(
@@ -1161,6 +1237,12 @@ class NumberLists:
     ) -> ListMatch:
         """See `ListSnapshot.match`."""
         return self.snapshot.match(e164, customer, now, principals=principals, principal=principal)
+
+    def memo_token(self) -> tuple[ListSnapshot, int]:
+        """The current snapshot and its change counter (a full reload replaces the snapshot,
+        an incremental poll bumps the counter: either way the token changes)."""
+        snap = self.snapshot
+        return snap, snap.changes
 
     def holders(self, e164: str) -> tuple[str, ...]:
         """See `ListSnapshot.holders`."""

@@ -285,6 +285,9 @@ class _RowParser:
         raise self.error(index, label, f"effective_from: {value!r} is not an ISO date (YYYY-MM-DD)")
 
 
+_STEM = 8
+"""Characters of an E.164 number (with "+") that decide its plan row, but for `_deep` stems."""
+
 CLASSIFY_CACHE_SIZE = 65_536
 """How many (E.164, date) classifications a plan remembers (least recently used go first)."""
 
@@ -314,6 +317,11 @@ class NumberingPlan:
         # cached and a burst of new callers only evicts the least recently seen ones. The
         # date is part of the key, so a row taking effect at midnight is seen the next day.
         self._by_prefix_cached = lru_cache(maxsize=CLASSIFY_CACHE_SIZE)(self._by_prefix)
+        # Numbers sharing their first `_STEM` characters and their length get the same row on
+        # a day, unless a longer prefix row starts with those characters (`_deep`): the row of
+        # such a stem is memoised instead, so a new caller in a known range is a cache hit.
+        self._deep = frozenset(k[:_STEM] for k in self._prefixes if len(k) > _STEM)
+        self._by_stem_cached = lru_cache(maxsize=CLASSIFY_CACHE_SIZE)(self._by_stem)
 
     @property
     def rows(self) -> tuple[PlanRow, ...]:
@@ -397,8 +405,12 @@ class NumberingPlan:
     def classify(self, number: CallerNumber, on: dt.date) -> PlanRow:
         """The row that applies to `number` on date `on` (longest prefix in force)."""
         kind = number.kind
-        if kind is NumberKind.E164 and number.e164 is not None:
-            return self._by_prefix_cached(number.e164, on)
+        e164 = number.e164
+        if kind is NumberKind.E164 and e164 is not None:
+            stem = e164[:_STEM]
+            if stem in self._deep:
+                return self._by_prefix_cached(e164, on)
+            return self._by_stem_cached(stem, len(e164), on)
         if kind is NumberKind.SHORT and number.national is not None:
             row = self._short.get(number.national)
             if row is not None and row.in_force(on):
@@ -411,7 +423,13 @@ class NumberingPlan:
         return self._kinds["kind:invalid"]
 
     def _by_prefix(self, e164: str, on: dt.date) -> PlanRow:
-        digits = len(e164) - 1
+        return self._by_stem(e164, len(e164), on)
+
+    def _by_stem(self, stem: str, length: int, on: dt.date) -> PlanRow:
+        """The row of an E.164 number of `length` characters that starts with `stem`, looking
+        only at prefixes of `stem` (`_by_prefix` when `stem` is the whole number)."""
+        digits = length - 1
+        e164 = stem
         for size in self._lengths:
             if size > len(e164):
                 continue

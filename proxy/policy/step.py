@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.core.decision import Assessment, Continue, Decision, Origin, Reject
 from proxy.policy.audit import AuditLog
-from proxy.policy.engine import AllocationLike, AllocationView, PolicyData, Verdict, evaluate
+from proxy.policy.engine import (
+    AllocationLike,
+    AllocationView,
+    JudgementMemo,
+    PolicyData,
+    Verdict,
+    evaluate,
+)
 from proxy.policy.identity import CallerIdentity, identity_from_request
 from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan, Permission
@@ -62,6 +69,9 @@ def reason_phrase(status: int, configured: str | None = None) -> str:
 
 
 _MISSING: Any = object()
+
+# `Continue` has no fields and is frozen: one shared instance answers every request.
+_CONTINUE = Continue()
 
 
 @lru_cache(maxsize=4096)
@@ -142,6 +152,10 @@ class PolicyStep:
         self._maintenance_lock = threading.Lock()
         self._allocation_dirty = False
         self._new_allocation: CachedAllocation | None = None
+        # Per-number judgements of repeat callers (engine.JudgementMemo). It empties itself
+        # when `self.data` is replaced (new allocation data), the lists change or the day
+        # turns; a reload builds a new step, hence a new memo.
+        self.memo = JudgementMemo()
 
     @classmethod
     def from_config(cls, config: Any) -> PolicyStep:
@@ -185,14 +199,14 @@ class PolicyStep:
     ) -> Decision:
         """Judge an initial INVITE/MESSAGE from a source; everything else continues."""
         if origin.kind != "source" or request.method not in JUDGED_METHODS:
-            return Continue()
+            return _CONTINUE
         if self._allocation_dirty:
             # Built by maintenance() off the hot path; swapping it in is one assignment.
             self._allocation_dirty = False
             self.data = _replace_allocation(self.data, self._new_allocation)
         source = self.sources.get(origin.name or "", self._default_source)
         identity = identity_from_request(request, source)
-        verdict = evaluate(identity, source, self.data, now)
+        verdict = evaluate(identity, source, self.data, now, self.memo)
 
         assessment.customer = source.customer
         assessment.caller_e164 = verdict.caller_e164
@@ -203,7 +217,7 @@ class PolicyStep:
             assessment.rules_fired.extend([f.rule_id for f in verdict.firings])
 
         status: int | None = None
-        decision: Decision = Continue()
+        decision: Decision = _CONTINUE
         if verdict.rejecting is not None:
             status = source.reject_status or self.settings.reject_status
             decision = Reject(

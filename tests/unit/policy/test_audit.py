@@ -261,3 +261,25 @@ def test_record_decision_writes_the_row_audit_entry_of_writes(tmp_path: Path):
     first, second = (entries(log.path) for log in both)
     assert [dict(r, id=0) for r in first] == [dict(r, id=0) for r in second]
     assert any(r["rules"] for r in first) and any(not r["rules"] for r in first)
+
+
+def test_queued_decisions_stay_out_of_the_garbage_collector(tmp_path: Path):
+    """What the hot path queues is a flat tuple of atoms: untracked by the cyclic collector at
+    its first collection, so a long queue adds nothing to the full collections' walk."""
+    import gc
+
+    from proxy.policy.engine import evaluate
+    from proxy.policy.identity import identity_from_values
+    from tests.unit.policy.policy_fixtures import NOW, data, source
+
+    log = AuditLog(tmp_path / "a.sqlite3")
+    for caller in ("+33162000001", "+33612345678", "+33948000001"):
+        identity = identity_from_values(
+            method="INVITE", from_value=f"<sip:{caller}@pbx>", pai=["<tel:+33162000001>"]
+        )
+        verdict = evaluate(identity, source(), data(), NOW)
+        log.record_decision(identity, verdict, NOW, "dialer", "c", None)
+    assert any(len(item) > 18 for item in log._queue)  # some carry firings
+    gc.collect()
+    assert not any(gc.is_tracked(item) for item in log._queue)
+    log.close()

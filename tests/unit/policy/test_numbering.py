@@ -496,3 +496,19 @@ def test_fast_uri_paths_equal_the_general_path(
     finally:
         _restore(saved)
     assert fast == general
+
+
+def test_fast_french_region_check_is_national_to_e164_for_every_six_digit_prefix() -> None:
+    """The fast path's set of non-metropolitan 6-digit prefixes agrees with `national_to_e164`
+    for every 10-digit national number's first six digits (both ends of each block)."""
+    from proxy.policy.numbering import _fast_french, national_to_e164
+
+    for head in range(10_000, 100_000):
+        for tail in ("0000", "9999"):
+            national = f"0{head}{tail}"
+            mapped = national_to_e164(national)
+            fast = _fast_french(national, national, None)
+            if mapped is not None and mapped[1] == "FR":
+                assert fast is not None and (fast.e164, fast.region) == mapped, national
+            else:
+                assert fast is None, national

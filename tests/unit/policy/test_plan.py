@@ -538,6 +538,7 @@ def test_cached_classification_equals_the_uncached_walk(texts: list[str], days: 
 
     small = NumberingPlan(_PLAN.rows)
     small._by_prefix_cached = functools.lru_cache(maxsize=4)(small._by_prefix)
+    small._by_stem_cached = functools.lru_cache(maxsize=4)(small._by_stem)
     for plan in (_PLAN, small):
         for _ in range(2):
             for text, on in zip(texts, days * len(texts), strict=False):
@@ -545,3 +546,32 @@ def test_cached_classification_equals_the_uncached_walk(texts: list[str], days: 
                 if number.e164 is None:
                     continue
                 assert plan.classify(number, on) is plan._by_prefix(number.e164, on)
+
+
+_PREFIX_KEYS = sorted(k for k in (r.key for r in _PLAN.rows) if k.startswith("+"))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_PREFIX_KEYS),
+            st.integers(min_value=-6, max_value=2),
+            st.from_regex(r"[0-9]{0,12}", fullmatch=True),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.lists(st.dates(min_value=dt.date(2015, 1, 1), max_value=dt.date(2030, 12, 31)), min_size=1),
+)
+def test_classification_by_stem_equals_the_walk_near_every_prefix_row(
+    picks: list[tuple[str, int, str]], days: list[dt.date]
+) -> None:
+    """Numbers built on every prefix row of the plan (cut shorter or longer, any tail; the
+    rows longer than the 8-character stem included) get the row the full walk gives."""
+    for (prefix, cut, tail), on in zip(picks, days * len(picks), strict=False):
+        e164 = (prefix[: len(prefix) + cut] if cut < 0 else prefix + tail[:cut]) + tail
+        e164 = e164[:16]
+        number = normalise_number(e164)
+        if number.e164 is None:
+            continue
+        assert _PLAN.classify(number, on) is _PLAN._by_prefix(number.e164, on), e164
