@@ -34,6 +34,7 @@ from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan
 from proxy.policy.settings import PolicySettings, SourcePolicy
 from proxy.policy.step import PolicyStep, _open_allocation
+from proxy.runtime import _settle_heap
 from proxy.sip.message import Request, parse_message
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "fr-numbering"
@@ -218,14 +219,14 @@ def main(count: int = 20_000) -> None:
         mixed = [invite(c, i) for i, c in enumerate(mixed_callers)]
         # What the runtime does once the stores are loaded (proxy/runtime.py `_settle_heap`):
         # collect, then freeze, so the number-list index and plan sit outside every later
-        # collection. Without this the benchmark would time full collections production skips.
-        gc.collect()
-        gc.freeze()
+        # collection (without this the benchmark would time full collections production
+        # skips), and the worker's young-generation threshold.
+        _settle_heap()
         watch = _GcWatch()
         print(
             f"policy step, µs per request (allocation data {'on' if allocation else 'off'};"
             f" {len(gc.get_objects()):,} objects tracked by the GC,"
-            f" {gc.get_freeze_count():,} frozen):"
+            f" {gc.get_freeze_count():,} frozen; thresholds {gc.get_threshold()}):"
         )
         _time(step, origin, warm, watch)  # untimed: the working set is now known
         watch.take()

@@ -219,17 +219,27 @@ class AuditLog:
     ) -> None:
         """Queue one decision: the same row as `record(AuditEntry.of(...))`, built cheaper."""
         pai = identity.pai
-        holder = None
+        pai_raw = pai_e164 = None
+        if len(pai) == 1:  # the usual case, without the joins
+            pai_raw = pai[0].raw or None
+            pai_e164 = pai[0].e164 or "-"
+        elif pai:
+            pai_raw = " ".join([p.raw for p in pai]) or None
+            pai_e164 = " ".join([p.e164 or "-" for p in pai])
+        holder = category = None
         for judged in verdict.judged:
+            if category is None and judged.row is not None:
+                category = judged.row.category  # Verdict.category, in the same walk
             if judged.allocation_holder:
                 holder = judged.allocation_holder
                 break
+        if category is None:
+            category = verdict.category
+        from_number = identity.from_number
         item = (
             now, identity.call_id, identity.method, source, customer, verdict.kind,
-            verdict.principal, identity.from_number.raw, identity.from_number.e164,
-            " ".join(p.raw for p in pai) or None if pai else None,
-            " ".join(p.e164 or "-" for p in pai) or None if pai else None,
-            verdict.diverted_from, verdict.caller_e164, verdict.category, holder,
+            verdict.principal, from_number.raw, from_number.e164, pai_raw, pai_e164,
+            verdict.diverted_from, verdict.caller_e164, category, holder,
             verdict.number_status, verdict.outcome, status, *_chain(verdict.firings),
         )  # fmt: skip
         queue = self._queue

@@ -23,7 +23,6 @@ from proxy.policy.numbering import CallerNumber, NumberKind, normalise_number, n
 from proxy.policy.settings import Marker, SourceKind, SourcePolicy
 from proxy.sip.errors import SipParseError
 from proxy.sip.headers import NameAddr, parse_name_addr, split_values
-from proxy.sip.message import header_key
 from proxy.sip.uri import SipUri, TelUri, Uri
 
 if TYPE_CHECKING:
@@ -229,20 +228,29 @@ def _assemble(
     call_id: str | None,
 ) -> CallerIdentity:
     masked = from_number.kind is NumberKind.ANONYMOUS or bool(privacy & _MASKING)
-    kind, principal, value, notes = _resolve_marker(policy, marker_value)
-    return CallerIdentity(
-        method.upper(),
-        from_number,
-        pai,
-        privacy,
-        masked,
-        diverted,
-        kind,
-        principal,
-        value,
-        to_uri,
-        call_id,
-        notes,
+    if policy.marker is None:  # `_resolve_marker`'s answer without a marker
+        kind: SourceKind = policy.kind
+        principal = value = None
+        notes: tuple[str, ...] = ()
+    else:
+        kind, principal, value, notes = _resolve_marker(policy, marker_value)
+    # tuple.__new__: the NamedTuple without its Python-level __new__ (same value).
+    return tuple.__new__(
+        CallerIdentity,
+        (
+            method.upper(),
+            from_number,
+            pai,
+            privacy,
+            masked,
+            diverted,
+            kind,
+            principal,
+            value,
+            to_uri,
+            call_id,
+            notes,
+        ),
     )
 
 
@@ -268,8 +276,10 @@ def _marker_from_request(request: Request, marker: Marker | None) -> str | None:
     return None
 
 
-# The headers the identity reads, by slot. One walk over the request's header list replaces a
-# `get`/`get_all` per header (each of which walks the whole list again and re-derives its key).
+# The headers the identity reads, by slot, keyed by `Header.key` (the lower-case canonical
+# name, what `SipMessage.get` compares: compact and oddly cased names match as they do there).
+# One walk over the request's header list replaces a `get`/`get_all` per header (each of
+# which walks the whole list again).
 _FROM, _PAI, _PRIVACY, _TO, _DIVERSION, _HISTORY = range(6)
 _SLOTS = {
     "from": _FROM,
@@ -279,19 +289,6 @@ _SLOTS = {
     "diversion": _DIVERSION,
     "history-info": _HISTORY,
 }
-# Header.name -> slot (or -1), memoised: the key is `header_key(name)`, exactly what
-# `SipMessage.get` compares, so compact and oddly cased names match as they do there. Header
-# names repeat from message to message; the bound only guards against a peer inventing names.
-_slot_of_name: dict[str, int] = {}
-
-
-def _slot(name: str) -> int:
-    slot = _slot_of_name.get(name)
-    if slot is None:
-        if len(_slot_of_name) >= 1024:
-            _slot_of_name.clear()
-        slot = _slot_of_name[name] = _SLOTS.get(header_key(name), -1)
-    return slot
 
 
 def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdentity:
@@ -302,12 +299,11 @@ def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdent
     pai_values: list[str] = []
     diversion: list[str] = []
     history: list[str] = []
-    slot_of = _slot_of_name
+    slots = _SLOTS
     for header in request.headers:
-        slot = slot_of.get(header.name)
+        # `Header.key` is the lower-case canonical name `SipMessage.get` compares.
+        slot = slots.get(header.key)
         if slot is None:
-            slot = _slot(header.name)
-        if slot < 0:
             continue
         if slot == _PAI:
             pai_values.append(header.value)

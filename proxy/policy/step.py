@@ -78,7 +78,12 @@ _CONTINUE = Continue()
 def _safe(text: str, limit: int = 200) -> str:
     """`text` fit for a quoted string (a pure function: reason texts repeat per number, so the
     answers are memoised, least recently used evicted)."""
-    cleaned = _UNSAFE.sub("'", text)
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        # No character `_UNSAFE` matches (isprintable() is False for every control
+        # character): the substitution would give `text` back.
+        cleaned = text
+    else:
+        cleaned = _UNSAFE.sub("'", text)
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
