@@ -19,10 +19,10 @@ def restored_gc() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restored_gc")
-def test_settle_heap_freezes_what_is_loaded_and_raises_only_the_young_threshold() -> None:
+def test_settle_heap_freezes_what_is_loaded_and_raises_only_the_oldest_threshold() -> None:
     gc.set_threshold(700, 10, 10)
     loaded = [[n] for n in range(1000)]  # tracked objects standing for the list index
     runtime._settle_heap()
     assert gc.get_freeze_count() >= len(loaded)
-    assert gc.get_threshold() == (runtime.GC_YOUNG_THRESHOLD, 10, 10)
+    assert gc.get_threshold() == (700, 10, runtime.GC_OLDEST_THRESHOLD)
 
