@@ -460,9 +460,7 @@ class ProxyCore:
             self._forward_ack(request, key, inbound, now, out)
             return
         destination = self._response_destination(via, inbound)
-        template = Request(
-            method, request.uri, [h for h in request.headers if h.key in _REPLY_KEYS]
-        )
+        template = request.with_headers([h for h in request.headers if h.key in _REPLY_KEYS])
         server = self._tm.create_server(template, destination, now, key)
         if method == "CANCEL":
             self._on_cancel(request, server, now, out)

@@ -240,12 +240,18 @@ class SipMessage:
         return before - len(self.headers)
 
     def replace(self, name: str, value: str) -> None:
-        """Make all headers of that name one line with this value (added if absent)."""
+        """Make all headers of that name one line with this value, where the first one was
+        (appended if absent)."""
         key = header_key(name)
-        index = next((i for i, h in enumerate(self.headers) if h.key == key), None)
-        self.headers = [h for h in self.headers if h.key != key]
+        headers = self.headers
+        found = [i for i, h in enumerate(headers) if h.key == key]
         header = Header(name, value)
-        self.headers.insert(len(self.headers) if index is None else index, header)
+        if found:
+            headers[found[0]] = header
+            for index in reversed(found[1:]):
+                del headers[index]
+        else:
+            headers.append(header)
         self._invalidate(key)
 
     def pop_first_value(self, name: str) -> str | None:
@@ -417,6 +423,13 @@ class Request(SipMessage):
         request._uri_text = uri_text
         request._invalidate()
         return request
+
+    def with_headers(self, headers: list[Header]) -> Request:
+        """This request's start line over `headers` (taken as they are) and no body; the
+        Request-URI is shared, not formatted again."""
+        return Request._from_wire(
+            self.method, self._uri, self._uri_text, headers, b"", self.version
+        )
 
     @property
     def uri(self) -> Uri:

@@ -139,6 +139,35 @@ def test_remove_and_replace(invite: bytes) -> None:
     assert msg.get("Subject") == "new"
 
 
+def test_replace_collapses_repeated_lines_into_the_first_position() -> None:
+    """Several lines of the name become one, where the first was; the others go."""
+    msg = _request(
+        b"OPTIONS sip:a@b SIP/2.0\r\nSubject: a\r\nCall-ID: x\r\nSubject: b\r\n"
+        b"Subject: c\r\nl: 0\r\n\r\n"
+    )
+    msg.replace("Subject", "new")
+    assert [(h.name, h.value) for h in msg.headers] == [
+        ("Subject", "new"),
+        ("Call-ID", "x"),
+        ("Content-Length", "0"),
+    ]
+
+
+def test_with_headers_keeps_the_start_line_over_the_given_headers(invite: bytes) -> None:
+    """The reply template: same method, Request-URI text and version, no body."""
+    msg = _request(invite)
+    kept = [h for h in msg.headers if h.key in ("via", "call-id")]
+    template = msg.with_headers(kept)
+    assert (template.method, template.uri_text, template.version) == (
+        msg.method,
+        msg.uri_text,
+        msg.version,
+    )
+    assert template.uri is msg.uri
+    assert template.headers == kept and template.body == b""
+    assert template.call_id == msg.call_id
+
+
 def test_pop_first_value(invite: bytes) -> None:
     """pop_first_value removes the top comma-value, then the line when it is the last."""
     msg = _request(invite)
