@@ -139,6 +139,10 @@ class Routing(_Model):
     resolve_hostnames: bool = False
     max_message_size: int = Field(65535, ge=1500, le=1048576)
     udp_mtu_threshold: int = Field(1300, ge=500)
+    tcp_refused_memory: float = Field(300.0, ge=0)
+    """Seconds a trunk whose TCP connection failed gets its large requests over UDP at once,
+    instead of a new TCP attempt (and, behind a silent firewall, a connect timeout of post-dial
+    delay) on every call; 0 tries TCP every time."""
     drain_seconds: float = Field(30.0, ge=0)
     overload_protection: bool = True
     """Answer new INVITEs 503 + Retry-After while the worker is overloaded (core/overload.py)."""

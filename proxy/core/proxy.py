@@ -254,6 +254,9 @@ class ProxyCore:
         self._started = False
         self._drain_deadline: float | None = None
         self._parked: dict[str, list[ResponseContext]] = {}
+        # trunk address -> until when its large requests skip TCP (routing.tcp_refused_memory);
+        # keyed by configured trunk addresses only, so it stays as small as the trunk list.
+        self._tcp_refused: dict[tuple[str, int], float] = {}
         self._ping_seq = 0
         self._load = LoadGauge(period=config.routing.overload_period)
         self._shed = config.routing.overload_protection
@@ -801,7 +804,12 @@ class ProxyCore:
         branch = self._decorate(context, transport, v6)
         data = request.to_bytes()
         threshold = self._routes.config.routing.udp_mtu_threshold
-        size_fallback = transport == "udp" and hop.tcp_fallback and len(data) > threshold
+        size_fallback = (
+            transport == "udp"
+            and hop.tcp_fallback
+            and len(data) > threshold
+            and self._tcp_refused.get(hop.address, 0.0) <= now
+        )
         if size_fallback:
             # §18.1.1: a request larger than 1300 bytes (an Identity header does that)
             # goes over a congestion-controlled transport when the peer offers one.
@@ -867,6 +875,9 @@ class ProxyCore:
         request = context.request
         self._undecorate(context)
         remote = failed.tx.destination.remote
+        memory = self._routes.config.routing.tcp_refused_memory
+        if memory > 0:
+            self._tcp_refused[remote] = now + memory
         branch = self._decorate(context, "udp", ":" in remote[0])
         destination = Destination("udp", remote)
         invite = request.method == "INVITE"
@@ -882,7 +893,7 @@ class ProxyCore:
         retry = Branch(tx)
         retry.cancel_pending = failed.cancel_pending
         context.branches.append(retry)
-        self._log.info("transport.udp_retry", remote=destination.remote)
+        self._log.info("transport.udp_retry", remote=destination.remote, tcp_skipped_for=memory)
         self._emit(outputs, now, out)
 
     def _decorate(self, context: ResponseContext, transport: str, v6: bool = False) -> str:

@@ -142,6 +142,36 @@ def test_size_fallback_refused_retries_over_udp(msg: Messages) -> None:
     assert statuses(stray, PBX1) == []
 
 
+def _another_big_invite(msg: Messages, n: int) -> bytes:
+    via = f"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-uac-{n}"
+    return msg.request("INVITE", call_id=f"c{n}@10.0.0.5", via=via, body=BIG_BODY)
+
+
+def test_trunk_refusing_tcp_gets_large_requests_over_udp_for_a_while(msg: Messages) -> None:
+    """After a refused size-fallback connection, the next large INVITE to that trunk goes
+    straight over UDP (no new TCP attempt each call) until routing.tcp_refused_memory has
+    passed; then TCP is tried again."""
+    h = make_harness(make_config(routing={"tcp_refused_memory": 60}))
+    _big_invite(h, msg)
+    h.event(ConnectionFailed("tcp", TRUNK1, "Connection refused"))
+    second = h.feed(_another_big_invite(msg, 2), PBX1)
+    ((send, request),) = _requests(second, TRUNK1)
+    assert send.transport == "udp" and request.top_via.transport == "UDP"
+    h.advance(61)
+    third = h.feed(_another_big_invite(msg, 3), PBX1)
+    ((send, request),) = _requests(third, TRUNK1)
+    assert send.transport == "tcp" and request.top_via.transport == "TCP"
+
+
+def test_tcp_refused_memory_zero_tries_tcp_every_time(msg: Messages) -> None:
+    h = make_harness(make_config(routing={"tcp_refused_memory": 0}))
+    _big_invite(h, msg)
+    h.event(ConnectionFailed("tcp", TRUNK1, "Connection refused"))
+    second = h.feed(_another_big_invite(msg, 2), PBX1)
+    ((send, _),) = _requests(second, TRUNK1)
+    assert send.transport == "tcp"
+
+
 def test_size_fallback_retry_failing_too_fails_over(msg: Messages) -> None:
     """When the UDP retry times out the branch fails as usual: Timer B -> 408 -> backup."""
     h = _harness()
