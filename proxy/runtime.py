@@ -66,6 +66,11 @@ _now = time.time
 # Longest call the drain waits for; older entries are calls whose BYE we never saw.
 DIALOG_MAX_AGE = 12 * 3600.0
 
+# How often a worker looks at the certificate, key and CRL files its config names. A CRL is
+# reissued daily or so and a certificate rotated a few times a year, by a job that writes the
+# files: the worker reloads when they change, so revocations take effect without a SIGHUP.
+PKI_WATCH_INTERVAL = 30.0
+
 
 class Worker:
     """One process's proxy: transport hub + core + timer + background chores."""
@@ -98,6 +103,7 @@ class Worker:
         # DIALOG_MAX_AGE so the table cannot grow without bound.
         self.dialogs: dict[str, float] = {}
         self._cache_counts_seen: dict[int, tuple[int, int]] = {}
+        self._pki_stamps = file_stamps(pki_files(config))
         # One line per transaction outcome (issue 2 §6), on a logger resolved once: the
         # arguments are not even built when the level filters info out.
         self._transaction_log = transaction_logger()
@@ -132,6 +138,7 @@ class Worker:
         self._dispatch(TimerFired())
         self._every(self.config.policy.audit.flush_interval_s, self._flush_audit)
         self._every(self.config.policy.reload_interval_s, self._poll_lists)
+        self._every(PKI_WATCH_INTERVAL, self._watch_pki_files)
         log.info(
             "worker.started",
             worker=self.index,
@@ -371,6 +378,18 @@ class Worker:
         if self.components is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.components.refresh_lists)
 
+    async def _watch_pki_files(self) -> None:
+        """Reload when a certificate, key or CRL file of the config changed on disk (a new
+        CRL must take effect without an operator's SIGHUP). A reload that fails keeps the
+        running config, as SIGHUP does; the next change tries again."""
+        files = pki_files(self.config)
+        stamps = await asyncio.get_running_loop().run_in_executor(None, file_stamps, files)
+        if stamps == self._pki_stamps:
+            return
+        self._pki_stamps = stamps
+        log.info("pki.files_changed", worker=self.index)
+        await self.reload()
+
     def _every(self, interval: float, chore: Any) -> None:
         async def loop_forever() -> None:
             while True:
@@ -425,6 +444,7 @@ class Worker:
         old = self.components
         self.config = config
         self.components = components
+        self._pki_stamps = file_stamps(pki_files(config))
         _settle_heap()
         assert self.core is not None
         self.core.replace_steps(components.source_steps, components.trunk_steps)
@@ -446,6 +466,36 @@ class Worker:
 #: per 6,000 calls, bench/README.md), 0.4 s with 1,000. The young and middle generations
 #: keep their defaults, so their pauses stay short.
 GC_OLDEST_THRESHOLD = 1_000
+
+
+def pki_files(config: Config) -> tuple[Path, ...]:
+    """The certificate, key and CRL files the signing and verification steps load."""
+    files: list[Path] = []
+    signing = config.signing
+    if signing.enabled:
+        files += [path for path in (signing.key_file, signing.cert_file) if path is not None]
+        files += signing.chain
+    for trunk in config.trunks:
+        verification = trunk.verification
+        if verification.enabled:
+            files += [anchor.file for anchor in verification.trust_anchors]
+            files += verification.intermediates
+            for crl in verification.crls:
+                files += [crl.file, crl.signer]
+    return tuple(dict.fromkeys(files))
+
+
+def file_stamps(files: tuple[Path, ...]) -> tuple[tuple[int, int] | None, ...]:
+    """(modification time, size) of each file; None for one that cannot be read."""
+    stamps: list[tuple[int, int] | None] = []
+    for path in files:
+        try:
+            status = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((status.st_mtime_ns, status.st_size))
+    return tuple(stamps)
 
 
 def _settle_heap() -> None:
