@@ -129,10 +129,15 @@ def _content_length(headers: list[Header]) -> int | None:
     for header in headers:
         if header.key != "content-length":
             continue
-        match = abnf.DIGITS_RE.fullmatch(header.value)
-        if match is None:
-            raise BadContentLength("Malformed Content-Length")
-        value = int(match.group(1))
+        raw = header.raw
+        digits = raw[header._vstart :].strip(b" \t") if raw is not None else b""
+        if 0 < len(digits) <= 12 and digits.isdigit():
+            value = int(digits)  # the usual line, read without decoding it (DIGITS_RE's value)
+        else:
+            match = abnf.DIGITS_RE.fullmatch(header.value)
+            if match is None:
+                raise BadContentLength("Malformed Content-Length")
+            value = int(match.group(1))
         if length is not None and value != length:
             # RFC 4475 §3.3.9 (mcl01): the framing is ambiguous, never guess.
             raise BadContentLength("Conflicting Content-Length values")

@@ -91,16 +91,17 @@ def serialize(start_line: str, headers: Iterable[Header], body: bytes) -> bytes:
     length = len(body)
     length_done = False
     for header in headers:
+        raw = header.raw
         if header.key == "content-length":
             if length_done:
                 continue
             length_done = True
-            if header.raw is not None and _length_is(header.value, length):
-                parts.append(header.raw)
+            if raw is not None and _length_is(header, length):
+                parts.append(raw)
             else:
                 parts.append(b"Content-Length: %d" % length)
         else:
-            parts.append(header.to_bytes())
+            parts.append(raw if raw is not None else header.to_bytes())
     if not length_done:
         parts.append(b"Content-Length: %d" % length)
     parts.append(b"")
@@ -108,11 +109,13 @@ def serialize(start_line: str, headers: Iterable[Header], body: bytes) -> bytes:
     return _CRLF.join(parts)
 
 
-def _length_is(value: str, length: int) -> bool:
-    # str(length) is the usual spelling; DIGITS_RE also takes leading zeros
-    if value == str(length):
+def _length_is(header: Header, length: int) -> bool:
+    # The line as received, "Content-Length: 42", is the usual spelling; DIGITS_RE also
+    # takes leading zeros and folding.
+    raw = header.raw
+    if raw is not None and raw[header._vstart :].strip(b" \t") == b"%d" % length:
         return True
-    match = abnf.DIGITS_RE.fullmatch(value)
+    match = abnf.DIGITS_RE.fullmatch(header.value)
     return match is not None and int(match.group(1)) == length
 
 

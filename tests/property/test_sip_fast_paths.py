@@ -451,3 +451,31 @@ def test_content_length_fast_check_equals_regex(value: str) -> None:
     match = abnf.DIGITS_RE.fullmatch(msg.headers[0].value)
     kept = match is not None and int(match.group(1)) == len(msg.body)
     assert (msg.headers[0].raw in msg.to_bytes().split(b"\r\n")) == kept
+
+
+_LENGTH_TEXT = st.text(alphabet="0123456789 \t+-x\u0660", max_size=16)
+
+
+@given(_LENGTH_TEXT, st.integers(min_value=0, max_value=20))
+@example("0012", 12)
+@example(" \t7 ", 7)
+@example("1234567890123", 0)
+@settings(max_examples=300)
+def test_content_length_read_from_raw_bytes_agrees_with_digits_re(text: str, body: int) -> None:
+    """The raw-bytes reading of Content-Length (parse and serialise) takes exactly the values
+    DIGITS_RE takes: same framing, same error, same line kept or rewritten on output."""
+    data = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"Content-Length: " + text.encode() + b"\r\n\r\n" + b"b" * body
+    )
+    match = abnf.DIGITS_RE.fullmatch(text.strip(" \t"))
+    expected = int(match.group(1)) if match is not None else None
+    try:
+        message = parse_message(data)
+    except BadContentLength:
+        assert expected is None or expected > body
+        return
+    assert expected is not None and expected <= body
+    assert message.body == b"b" * expected
+    line = next(line for line in message.to_bytes().split(b"\r\n") if line.startswith(b"Cont"))
+    assert line == b"Content-Length: " + text.encode()  # right already: forwarded as received
