@@ -437,7 +437,8 @@ class JudgementMemo:
             for firing in own_firings:
                 flat += firing
             entries[key] = tuple(flat)
-            entries.move_to_end(key)
+            if entry is not None:  # a new key goes in last already; an old one stays put
+                entries.move_to_end(key)
             if len(refs) >= 2 * self.maxsize + 4096:
                 # Rows and delegations of evicted entries pile up only if the lists churn
                 # without changing the token (they cannot): a bound all the same.
@@ -455,6 +456,25 @@ def _rule_rank(firing: Firing) -> int:
 
 
 def _judged_numbers(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]:
+    """The numbers to judge, with their roles (see the module docstring)."""
+    from_number = identity.from_number
+    pai = identity.pai
+    e164 = from_number.e164
+    if (
+        identity.diverted_from is None
+        and e164
+        and from_number.kind is not NumberKind.ANONYMOUS
+        and (not pai or (len(pai) == 1 and pai[0].e164 == e164))
+    ):
+        # The usual request: a numbered From and no PAI, or one PAI with the same E.164
+        # number, which the general walk below skips as a duplicate. A test compares this
+        # shortcut with `_judged_numbers_general` over arbitrary identities.
+        return [("from", from_number)]
+    return _judged_numbers_general(identity)
+
+
+def _judged_numbers_general(identity: CallerIdentity) -> list[tuple[Role, CallerNumber]]:
+    """`_judged_numbers`, without the shortcut for the usual request."""
     if identity.diverted_from is not None:
         return [("diversion", identity.diverted_from)]
     numbers: list[tuple[Role, CallerNumber]] = []
@@ -540,7 +560,9 @@ def evaluate(
             if any(f.action == "monitor" for f in firings)
             else "allow"
         )
-    caller = identity.caller
+    caller: CallerNumber | None = identity.from_number  # `identity.caller`, inlined
+    if identity.from_number.kind is NumberKind.ANONYMOUS:
+        caller = identity.pai[0] if identity.pai else None
     primary = judged[0].list_match if judged else None
     # Not found on the lists and not rejected: the list rule is off or in monitor.
     status: Literal["own", "delegated", "unverified"] = (

@@ -27,9 +27,8 @@ the allocation store and tests); `normalise_number` also accepts URI/name-addr t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
 import phonenumbers
@@ -57,14 +56,16 @@ class NumberKind(StrEnum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class CallerNumber:
+class CallerNumber(NamedTuple):
     """One caller identity, normalised.
 
     `e164` is set only for `NumberKind.E164`; `national` is the French-plan national form
     ("0162000001", "0262123456", or a short code "3010"), None for foreign numbers; `region` is
     the ISO region ("FR", "RE", "GP", …, or e.g. "DE"); `reason` says why a number is INVALID,
     or how it was recognised otherwise.
+
+    A NamedTuple (immutable, like the frozen dataclass it was): built once per never-seen
+    caller on the hot path, in about half the time a frozen dataclass takes.
     """
 
     raw: str

@@ -89,3 +89,44 @@ def _safe_reference(text: str, limit: int = 200) -> str:
 def test_safe_text_memoised_matches_reference(text: str) -> None:
     assert _safe(text) == _safe_reference(text)
     assert _safe(text) == _safe_reference(text)
+
+
+# -- _judged_numbers: the shortcut for the usual request --------------------------------------
+
+_caller_texts = st.sampled_from(
+    [
+        "sip:+33162000001@pbx",
+        "sip:+33162000002@pbx",
+        "sip:0162000001@pbx",
+        "tel:+33162000001",
+        "sip:anonymous@anonymous.invalid",
+        "sip:Anonymous@pbx",
+        "sip:3010@pbx",
+        "sip:ACME@pbx",
+        "sip:12ab@pbx",
+        "sip:+4930123456@pbx",
+        "",
+    ]
+)
+
+
+@hsettings(max_examples=300)
+@given(
+    _caller_texts,
+    st.lists(_caller_texts, max_size=3),
+    st.one_of(st.none(), _caller_texts),
+)
+def test_judged_numbers_shortcut_is_the_general_walk(
+    from_text: str, pai_texts: list[str], diverted_text: str | None
+) -> None:
+    from proxy.policy.engine import _judged_numbers, _judged_numbers_general
+    from proxy.policy.identity import CallerIdentity
+    from proxy.policy.numbering import normalise_number
+
+    identity = CallerIdentity(
+        "INVITE",
+        normalise_number(from_text),
+        tuple(normalise_number(t) for t in pai_texts),
+        diverted_from=None if diverted_text is None else normalise_number(diverted_text),
+    )
+    assert _judged_numbers(identity) == _judged_numbers_general(identity)
