@@ -22,6 +22,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from itertools import chain
 from typing import Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
@@ -425,18 +426,24 @@ class JudgementMemo:
                 entries.popitem(last=False)
             match = judged.list_match
             refs[id(row)] = row
-            flat: list[object] = [id(row), judged.allocation_holder, span[0], span[1]]
+            # One tuple display per shape (no list grown piece by piece): see `_Memoised`.
+            fired = _chain(own_firings) if own_firings else ()
             if match is None:
-                flat += (_NO_MATCH, None, None, None, None, 0)
+                entries[key] = (
+                    id(row), judged.allocation_holder, span[0], span[1],
+                    _NO_MATCH, None, None, None, None, 0, *fired,
+                )  # fmt: skip
             else:
+                delegation = match[2]
                 how = _PLAIN_MATCH
-                if match.delegation is not None:
-                    how = id(match.delegation)
-                    refs[how] = match.delegation
-                flat += (how, match[0], match[1], match[3], match[4], len(match[5]), *match[5])
-            for firing in own_firings:
-                flat += firing
-            entries[key] = tuple(flat)
+                if delegation is not None:
+                    how = id(delegation)
+                    refs[how] = delegation
+                holders = match[5]
+                entries[key] = (
+                    id(row), judged.allocation_holder, span[0], span[1],
+                    how, match[0], match[1], match[3], match[4], len(holders), *holders, *fired,
+                )  # fmt: skip
             if entry is not None:  # a new key goes in last already; an old one stays put
                 entries.move_to_end(key)
             if len(refs) >= 2 * self.maxsize + 4096:
@@ -449,6 +456,7 @@ class JudgementMemo:
 
 
 _INFINITY = float("inf")
+_chain = chain.from_iterable
 
 
 def _rule_rank(firing: Firing) -> int:
@@ -507,7 +515,13 @@ def evaluate(
     """
     settings = data.settings
     run = _Run(_action_table(settings, source))
-    day = _day(now, settings.timezone)
+    # `_day(now, zone)` without the call when the day is the cached one (the usual case).
+    zone = settings.timezone
+    cached_day = _DAY_CACHE.get(zone)
+    if cached_day is not None and cached_day[0] <= now < cached_day[1]:
+        day = cached_day[2]
+    else:
+        day = _day(now, zone)
     kind = identity.kind
     judged: list[JudgedNumber] = []
 
