@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.config import Config
 from proxy.core.decision import Assessment, Decision, Defer, Origin, Reject, RequestStep
 from proxy.observability import Metrics
-from proxy.policy.step import PolicyStep
+from proxy.policy.step import InboundMessageCounter, PolicyStep
 from stir_shaken.fetch import X5uFetcher
 from stir_shaken.settings import TrunkVerification
 from stir_shaken.steps import SigningStep, VerificationStep
@@ -180,7 +180,8 @@ def build_components(
     )
     components = Components(policy, signing, verification, fetcher)
     source_steps: list[RequestStep] = [policy, signing]
-    trunk_steps: list[RequestStep] = [verification]
+    # The trunk side counts the MESSAGEs conditional numbers receive (plan-conditional rule).
+    trunk_steps: list[RequestStep] = [verification, InboundMessageCounter(policy)]
     if metrics is not None:
         source_steps = [CountedStep(step, metrics) for step in source_steps]
         trunk_steps = [CountedStep(step, metrics) for step in trunk_steps]

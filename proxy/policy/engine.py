@@ -43,6 +43,7 @@ __all__ = [
     "PolicyData",
     "Verdict",
     "evaluate",
+    "local_day",
 ]
 
 Outcome = Literal["allow", "monitor", "reject"]
@@ -100,6 +101,10 @@ class FlowView(Protocol):
 
     def destinations(self, number: str, since: float) -> frozenset[str]:
         """Distinct destinations `number` reached at or after `since`."""
+        ...
+
+    def messages(self, number: str, since: float) -> tuple[int, int]:
+        """(sent, received) MESSAGEs of `number` since `since` (whole days)."""
         ...
 
 
@@ -166,7 +171,7 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _day(now: float, zone: str) -> date:
+def local_day(now: float, zone: str) -> date:
     """The local date of `now` in `zone`.
 
     A zone-aware `fromtimestamp` costs several µs and the answer changes once a day: the last
@@ -515,13 +520,13 @@ def evaluate(
     """
     settings = data.settings
     run = _Run(_action_table(settings, source))
-    # `_day(now, zone)` without the call when the day is the cached one (the usual case).
+    # `local_day(now, zone)` without the call when the day is the cached one (the usual case).
     zone = settings.timezone
     cached_day = _DAY_CACHE.get(zone)
     if cached_day is not None and cached_day[0] <= now < cached_day[1]:
         day = cached_day[2]
     else:
-        day = _day(now, zone)
+        day = local_day(now, zone)
     kind = identity.kind
     judged: list[JudgedNumber] = []
 
@@ -758,8 +763,9 @@ def _flow_rule(
     number: str,
     now: float,
 ) -> None:
-    # SAAEM flow exception (ARCEP 2022-1583, regulation.md §1): a flow reaching at most 5
-    # distinct numbers over 30 days is not caught by the ban. Both figures are settings.
+    # SAAEM flow exceptions (ARCEP 2022-1583, regulation.md §1): the ban does not catch (a) a
+    # flow reaching at most 5 distinct numbers over 30 days, nor (b) a message flow sending
+    # about as many messages as it receives (±20 %) or fewer. The figures are settings.
     settings = data.settings
     if data.history is None:
         run.fire("plan-conditional", f"{label} is {category}: no flow history to check")
@@ -768,10 +774,20 @@ def _flow_rule(
     seen = set(data.history.destinations(number, since))
     if identity.destination:
         seen.add(identity.destination)
-    if len(seen) > settings.flow_max_destinations:
-        run.fire(
-            "plan-conditional",
-            f"{label} is {category} and reached {len(seen)} destinations in"
-            f" {settings.flow_window_days} days (flow exception allows"
-            f" {settings.flow_max_destinations})",
+    if len(seen) <= settings.flow_max_destinations:
+        return
+    text = (
+        f"{label} is {category} and reached {len(seen)} destinations in"
+        f" {settings.flow_window_days} days (flow exception allows"
+        f" {settings.flow_max_destinations})"
+    )
+    if identity.method == "MESSAGE":
+        sent, received = data.history.messages(number, since)
+        sent += 1  # this one
+        if sent <= (1 + settings.flow_message_tolerance) * received:
+            return
+        text += (
+            f"; it sent {sent} messages for {received} received (conversational exception"
+            f" allows {round(100 * settings.flow_message_tolerance)} % more)"
         )
+    run.fire("plan-conditional", text)

@@ -102,7 +102,7 @@ def cached_number(uri_text: str) -> CallerNumber:
     return number_from_uri(uri_text)
 
 
-def _addr_spec(value: str) -> str:
+def addr_spec(value: str) -> str:
     """The URI of a name-addr/addr-spec header value, without display name or header params.
 
     RFC 3261 §20.10: the URI is inside the last <...> (a quoted display name may hold '<'
@@ -209,7 +209,7 @@ def identity_from_values(
         pai_numbers,
         parse_privacy(privacy),
         diverted,
-        _addr_spec(to_value) if to_value else None,
+        addr_spec(to_value) if to_value else None,
         marker_value,
         policy,
         call_id,
@@ -324,7 +324,7 @@ def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdent
     for header_value in pai_values:
         for value in split_values(header_value) if "," in header_value else (header_value,):
             if value.strip():
-                pai.append(cached_number(_addr_spec(value)))
+                pai.append(cached_number(addr_spec(value)))
     diverted = None
     if diversion:
         diverted = _diverting_from_diversion(_values(diversion))
@@ -332,11 +332,11 @@ def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdent
         diverted = _diverting_from_history(_values(history))
     return _assemble(
         request.method,
-        cached_number(_addr_spec(from_value or "")),
+        cached_number(addr_spec(from_value or "")),
         tuple(pai),
         parse_privacy(privacy),
         diverted,
-        _addr_spec(to_value or ""),
+        addr_spec(to_value or ""),
         _marker_from_request(request, source.marker),
         source,
         request.call_id,

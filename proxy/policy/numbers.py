@@ -56,7 +56,7 @@ ListStatus = Literal["own", "delegated"]
 # BND country codes: delegations exist only for numbers of the French plan (man_fr.md §1).
 BND_COUNTRY_CODES: tuple[str, ...] = ("33", "262", "590", "594", "596", "508")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released entry; append.
 _MIGRATIONS: tuple[str, ...] = (
@@ -126,6 +126,18 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (number, destination)
     ) WITHOUT ROWID;
     CREATE INDEX flow_history_seen ON flow_history(last_seen);
+    """,
+    # 2 -> 3: MESSAGEs sent and received per number and day (the conversational-messaging
+    # exception of the plan-conditional rule: sent within ±20 % of received).
+    """
+    CREATE TABLE message_flow (
+        number TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        sent INTEGER NOT NULL DEFAULT 0,
+        received INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (number, day)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_flow_day ON message_flow(day);
     """,
 )
 
@@ -1175,6 +1187,37 @@ class NumberStore:
             ).rowcount
 
 
+    def record_messages(self, rows: Iterable[tuple[str, int, int, int]]) -> None:
+        """Add (number, day, sent, received) counts to what the store holds."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO message_flow(number, day, sent, received) VALUES (?,?,?,?)"
+                    " ON CONFLICT(number, day) DO UPDATE SET"
+                    " sent = sent + excluded.sent, received = received + excluded.received",
+                    list(rows),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def load_messages(self, since_day: int) -> list[tuple[str, int, int, int]]:
+        """(number, day, sent, received) of the days from `since_day` on."""
+        rows = self._conn.execute(
+            "SELECT number, day, sent, received FROM message_flow WHERE day >= ?", (since_day,)
+        ).fetchall()
+        return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def prune_messages(self, before_day: int) -> int:
+        """Forget the counts of days before `before_day`."""
+        with self._lock:
+            return self._conn.execute(
+                "DELETE FROM message_flow WHERE day < ?", (before_day,)
+            ).rowcount
+
+
 def _keys(entry: Any, where: str, allowed: set[str], required: set[str]) -> None:
     if not isinstance(entry, dict):
         raise NumberStoreError(f"{where}: expected a mapping")
@@ -1311,11 +1354,15 @@ class NumberLists:
 
 
 class FlowHistory:
-    """Per-number record of distinct destinations, for the plan's conditional cells.
+    """Per-number record of distinct destinations and of MESSAGEs sent and received, for the
+    plan's conditional cells.
 
-    The ARCEP flow exception (≤ 5 distinct destinations over 30 days, regulation.md §1) needs to
-    know where a platform number has called. `observe()` (hot path) updates memory and queues a
-    row; `flush()` (shell, in a thread) writes the queue and re-reads what other workers wrote.
+    The ARCEP flow exceptions (regulation.md §1) need, per platform number, (a) the distinct
+    numbers it reached over 30 days (at most 5) and (b) for message flows, how many messages
+    it sent against how many it received (sent within ±20 % of received, or fewer).
+    `observe()` and `observe_message()` (hot path) update memory and queue rows; `flush()`
+    (shell, in a thread) writes the queue and re-reads what other workers wrote. Message
+    counts are kept per UTC day (`day_of`), so the window is whole days.
     """
 
     def __init__(self, store: NumberStore | None, window_s: float = 30 * 86400.0) -> None:
@@ -1323,8 +1370,16 @@ class FlowHistory:
         self.window_s = window_s
         self._seen: dict[str, dict[str, float]] = {}
         self._pending: list[tuple[str, str, float]] = []
+        # number -> day -> (sent, received), as the store held them at the last flush ...
+        self._stored_messages: dict[str, dict[int, tuple[int, int]]] = {}
+        # ... plus what this worker counted since: number -> day -> [sent, received].
+        self._pending_messages: dict[str, dict[int, list[int]]] = {}
         if store is not None:
             self._merge(store.load_flows(time.time() - window_s))
+            self._stored_messages = _by_number(store.load_messages(self._first_day(time.time())))
+
+    def _first_day(self, now: float) -> int:
+        return day_of(now - self.window_s)
 
     def _merge(self, rows: Iterable[tuple[str, str, float]]) -> None:
         for number, dest, seen in rows:
@@ -1344,6 +1399,23 @@ class FlowHistory:
         self._seen.setdefault(number, {})[destination] = now
         self._pending.append((number, destination, now))
 
+    def observe_message(self, number: str, *, sent: bool, now: float) -> None:
+        """Count one MESSAGE `number` sent (from it) or received (to it) at `now`."""
+        days = self._pending_messages.setdefault(number, {})
+        counts = days.setdefault(day_of(now), [0, 0])
+        counts[0 if sent else 1] += 1
+
+    def messages(self, number: str, since: float) -> tuple[int, int]:
+        """(sent, received) MESSAGEs of `number` on the days from `since`'s on."""
+        first = day_of(since)
+        sent = received = 0
+        for days in (self._stored_messages.get(number), self._pending_messages.get(number)):
+            for day, (s, r) in list(days.items()) if days else ():
+                if day >= first:
+                    sent += s
+                    received += r
+        return sent, received
+
     def flush(self, now: float | None = None) -> int:
         """Write queued observations, prune old ones, merge other workers'; returns rows written."""
         pending, self._pending = self._pending, []
@@ -1354,4 +1426,26 @@ class FlowHistory:
             self.store.record_flows(pending)
         self.store.prune_flows(moment - self.window_s)
         self._merge(self.store.load_flows(moment - self.window_s))
-        return len(pending)
+        counted, self._pending_messages = self._pending_messages, {}
+        if counted:
+            self.store.record_messages(
+                (number, day, sent, received)
+                for number, days in counted.items()
+                for day, (sent, received) in days.items()
+            )
+        first = self._first_day(moment)
+        self.store.prune_messages(first)
+        self._stored_messages = _by_number(self.store.load_messages(first))
+        return len(pending) + sum(len(days) for days in counted.values())
+
+
+def day_of(moment: float) -> int:
+    """The UTC day number of `moment` (seconds since the epoch): message counts are per day."""
+    return int(moment // 86400)
+
+
+def _by_number(rows: Iterable[tuple[str, int, int, int]]) -> dict[str, dict[int, tuple[int, int]]]:
+    counts: dict[str, dict[int, tuple[int, int]]] = {}
+    for number, day, sent, received in rows:
+        counts.setdefault(number, {})[day] = (sent, received)
+    return counts

@@ -122,7 +122,9 @@ RULES: tuple[Rule, ...] = (
         meaning=(
             "A `cond` cell of the plan (platform numbers 0937-0939): allowed while the number"
             " reaches at most `flow_max_destinations` distinct destinations in"
-            " `flow_window_days`; beyond that it looks like a mass campaign."
+            " `flow_window_days`, or, for a MESSAGE, while it sends at most"
+            " `flow_message_tolerance` (20 %) more messages than it receives (conversational"
+            " messaging); beyond that it looks like a mass campaign."
         ),
         reference="ARCEP 2022-1583 annex 1 §2.3.9 and the SAAEM flow exceptions",
         default_action="monitor",

@@ -147,6 +147,10 @@ class PolicySettings(_Model):
     flow_window_days: int = Field(default=30, ge=1)
     """Window of the SAAEM flow exception (≤ 5 destinations over 30 days, regulation.md §1)."""
     flow_max_destinations: int = Field(default=5, ge=1)
+    flow_message_tolerance: float = Field(default=0.2, ge=0, le=10)
+    """Conversational-messaging exception of the SAAEM flow rule (regulation.md §1 (b)): a
+    MESSAGE from a conditional number passes while the messages it sent over the window stay
+    within (1 + this) x the messages it received (0.2: ±20 %)."""
     reload_interval_s: float = Field(default=2.0, gt=0)
     """How often each worker polls the store's change counter."""
 

@@ -32,8 +32,14 @@ from proxy.policy.engine import (
     PolicyData,
     Verdict,
     evaluate,
+    local_day,
 )
-from proxy.policy.identity import CallerIdentity, identity_from_request
+from proxy.policy.identity import (
+    CallerIdentity,
+    addr_spec,
+    cached_number,
+    identity_from_request,
+)
 from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan, Permission
 from proxy.policy.settings import PolicySettings, SourcePolicy
@@ -41,7 +47,7 @@ from proxy.policy.settings import PolicySettings, SourcePolicy
 if TYPE_CHECKING:
     from proxy.sip.message import Request
 
-__all__ = ["CachedAllocation", "PolicyStep", "reason_phrase"]
+__all__ = ["CachedAllocation", "InboundMessageCounter", "PolicyStep", "reason_phrase"]
 
 # Calls and SMS over SIP are judged alike (issue 3 §5); other methods carry no caller ID to
 # present to a consumer.
@@ -285,6 +291,36 @@ def _observe(history: FlowHistory, verdict: Verdict, identity: CallerIdentity, n
             destination = identity.destination
             if destination:
                 history.observe(e164, destination, now)
+            if identity.method == "MESSAGE":
+                history.observe_message(e164, sent=True, now=now)
+
+
+class InboundMessageCounter:
+    """The trunk-side half of the conversational-messaging exception: counts the MESSAGEs a
+    trunk brings to a number of a `cond` plan cell, as messages that number received. It
+    never refuses anything (docs/design.md, "Decision steps")."""
+
+    name = "message-counter"
+
+    def __init__(self, policy: PolicyStep) -> None:
+        self.policy = policy
+
+    def decide(
+        self, request: Request, origin: Origin, assessment: Assessment, now: float
+    ) -> Decision:
+        """Count a MESSAGE from a trunk to a conditional number; continue in every case."""
+        history = self.policy.history
+        if request.method != "MESSAGE" or origin.kind != "trunk" or history is None:
+            return _CONTINUE
+        to = request.get("To")
+        number = cached_number(addr_spec(to)) if to else None
+        if number is None or number.e164 is None:
+            return _CONTINUE
+        data = self.policy.data
+        row = data.plan.classify(number, local_day(now, data.settings.timezone))
+        if Permission.COND in (row.automated, row.interpersonal):
+            history.observe_message(number.e164, sent=False, now=now)
+        return _CONTINUE
 
 
 def _replace_allocation(data: PolicyData, allocation: AllocationView | None) -> PolicyData:

@@ -317,6 +317,35 @@ def test_platform_number_flow_exception(seen: int, outcome: str):
         assert verdict.rules_fired == ["plan-conditional"]
 
 
+@pytest.mark.parametrize(
+    ("method", "sent", "received", "outcome"),
+    [
+        ("MESSAGE", 5, 5, "allow"),  # this one makes 6 sent for 5 received: within +20 %
+        ("MESSAGE", 6, 5, "monitor"),  # 7 for 5: more than 20 % above
+        ("MESSAGE", 0, 0, "monitor"),  # a mass campaign receives nothing back
+        ("INVITE", 5, 5, "monitor"),  # the conversational exception is for message flows
+    ],
+)
+def test_platform_number_conversational_exception(
+    method: str, sent: int, received: int, outcome: str
+):
+    """Past 5 destinations, a MESSAGE flow still passes while it sends at most 20 % more
+    messages than it receives (regulation.md §1 (b)); the reason gives the counts."""
+    history = FlowHistory(None)
+    number = "+33937000001"
+    for i in range(6):
+        history.observe(number, f"+3329900010{i}", NOW - DAY)
+    for _ in range(sent):
+        history.observe_message(number, sent=True, now=NOW - DAY)
+    for _ in range(received):
+        history.observe_message(number, sent=False, now=NOW - DAY)
+    verdict = judge(AUTO, "sip:+33937000001@pbx", method=method, history=history)
+    assert verdict.outcome == outcome
+    if outcome == "monitor" and method == "MESSAGE":
+        (firing,) = verdict.firings
+        assert f"sent {sent + 1} messages for {received} received" in firing.reason
+
+
 NUMBERS = [
     "sip:+33162000001@pbx",
     "sip:+33144000000@pbx",

@@ -53,7 +53,7 @@ def test_migration_from_version_one_keeps_data(db: Path):
     )
     conn.close()
     with NumberStore(db) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == SCHEMA_VERSION
         assert [h.holder for h in store.holdings()] == ["acme"]
         store.record_flows([("+33937000001", "+33299000001", NOW)])
         assert store.load_flows(NOW - 1) == [("+33937000001", "+33299000001", NOW)]
@@ -237,6 +237,27 @@ def test_flow_history_shared_through_the_store(db: Path):
         assert a.flush(NOW) == 1
         b.flush(NOW)
         assert b.destinations("+33937000001", NOW - DAY) == frozenset({"+33299000001"})
+
+
+def test_message_counts_shared_through_the_store_within_the_window(db: Path):
+    """MESSAGEs sent and received add up across workers after flush; days before the window
+    are dropped; a worker's own counts show before its flush."""
+    number = "+33937000001"
+    with NumberStore(db) as a_store, NumberStore(db) as b_store:
+        a, b = FlowHistory(a_store), FlowHistory(b_store)
+        a.observe_message(number, sent=True, now=NOW)
+        a.observe_message(number, sent=True, now=NOW - DAY)
+        a.observe_message(number, sent=False, now=NOW - 31 * DAY)  # outside the 30 days
+        b.observe_message(number, sent=False, now=NOW)
+        assert a.messages(number, NOW - 30 * DAY) == (2, 0)
+        assert a.flush(NOW) == 3
+        b.flush(NOW)
+        assert b.messages(number, NOW - 30 * DAY) == (2, 1)
+        a.flush(NOW)
+        assert a.messages(number, NOW - 30 * DAY) == (2, 1)
+        assert a.messages(number, NOW - 1) == (1, 1)  # today only
+        assert a.messages("+33937000002", NOW - 30 * DAY) == (0, 0)
+        assert all(day >= int((NOW - 30 * DAY) // DAY) for _, day, _, _ in a_store.load_messages(0))
 
 
 @hsettings(max_examples=200, deadline=None)

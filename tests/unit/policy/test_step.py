@@ -7,7 +7,7 @@ from pathlib import Path
 from proxy.core.decision import Assessment, Continue, Origin, Reject
 from proxy.policy.audit import AuditLog, entries
 from proxy.policy.numbers import FlowHistory
-from proxy.policy.step import PolicyStep
+from proxy.policy.step import InboundMessageCounter, PolicyStep
 from proxy.sip.message import Header, Request
 from tests.unit.policy.policy_fixtures import NOW, data, source
 
@@ -121,3 +121,42 @@ def test_platform_calls_feed_the_history(tmp_path: Path):
     assert s.history is not None
     s.decide(invite("<sip:+33937000001@pbx>"), ORIGIN, Assessment(), NOW)
     assert s.history.destinations("+33937000001", NOW - 1) == frozenset({"+33299000001"})
+
+
+def test_trunk_messages_to_a_platform_number_count_as_received(tmp_path: Path):
+    """The trunk side counts a MESSAGE to a conditional (0937) number as received; calls,
+    other numbers and requests from sources are not counted; nothing is ever refused."""
+    s = step(tmp_path)
+    counter = InboundMessageCounter(s)
+    trunk = Origin("trunk", "op1", "udp", ("192.0.2.10", 5060))
+
+    def inbound(to: str, method: str = "MESSAGE") -> Request:
+        headers = [
+            ("Via", "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK7"),
+            ("From", "<sip:+33612345678@op>;tag=9"),
+            ("To", f"<{to}>"),
+            ("Call-ID", "in-1"),
+            ("CSeq", f"1 {method}"),
+        ]
+        return Request(method, to, [Header(n, v) for n, v in headers])
+
+    for request, origin in [
+        (inbound("sip:+33937000001@sipguard;user=phone"), trunk),
+        (inbound("tel:0937000001"), trunk),
+        (inbound("sip:+33937000001@sipguard", "INVITE"), trunk),
+        (inbound("sip:+33162000001@sipguard"), trunk),
+        (inbound("sip:+33937000001@sipguard"), ORIGIN),
+    ]:
+        assert counter.decide(request, origin, Assessment(), NOW) == Continue()
+    assert s.history is not None
+    assert s.history.messages("+33937000001", NOW - 86400.0) == (0, 2)
+    assert s.history.messages("+33162000001", NOW - 86400.0) == (0, 0)
+
+
+def test_allowed_platform_messages_count_as_sent(tmp_path: Path):
+    """A MESSAGE from a conditional number that goes through is counted as sent."""
+    s = step(tmp_path)
+    request = invite("<sip:+33937000001@pbx>", method="MESSAGE")
+    assert s.decide(request, ORIGIN, Assessment(), NOW) == Continue()
+    assert s.history is not None
+    assert s.history.messages("+33937000001", NOW - 86400.0) == (1, 0)
