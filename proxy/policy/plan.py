@@ -31,8 +31,10 @@ from proxy.policy.numbering import CallerNumber, NumberKind
 
 __all__ = ["SHIPPED_PLAN", "NumberingPlan", "Permission", "PlanError", "PlanRow"]
 
-#: The plan file shipped with sipguard (repository layout: <repo>/configs/numbering_plan.yaml).
-SHIPPED_PLAN = Path(__file__).resolve().parents[2] / "configs" / "numbering_plan.yaml"
+#: The plan file shipped with sipguard: configs/numbering_plan.yaml, reached through the
+#: package's link to it, which a wheel turns into a copy (package data), so an installed
+#: sipguard finds its plan without the repository.
+SHIPPED_PLAN = Path(__file__).resolve().parent / "numbering_plan.yaml"
 
 
 class Permission(StrEnum):
