@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -57,6 +57,8 @@ ListStatus = Literal["own", "delegated"]
 BND_COUNTRY_CODES: tuple[str, ...] = ("33", "262", "590", "594", "596", "508")
 
 SCHEMA_VERSION = 3
+
+_T = TypeVar("_T")
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released entry; append.
 _MIGRATIONS: tuple[str, ...] = (
@@ -310,6 +312,24 @@ _POW10 = tuple(10**k for k in range(17))
 _INFINITY = float("inf")
 
 
+def _unindex(
+    index: dict[int, tuple[_T, ...]],
+    levels: _Levels,
+    rng: NumberRange,
+    keep: Callable[[_T], bool],
+) -> None:
+    """Remove from `index` (and its `levels` when a key empties) the entries of `rng`'s keys
+    that `keep` refuses: the removal half of a holdings or delegations index."""
+    for key in _range_keys(rng):
+        entry = index.get(key, ())
+        kept = tuple(item for item in entry if keep(item))
+        if kept:
+            index[key] = kept
+        elif entry:
+            del index[key]
+            levels.removed(key)
+
+
 def _range_keys(rng: NumberRange) -> list[int]:
     """The prefix keys whose blocks cover `rng` exactly (standard range-to-prefix split)."""
     width = len(rng.start) - 1
@@ -431,14 +451,7 @@ class ListSnapshot:
         """Drop one holding row from the index."""
         self.changes += 1
         try:
-            for key in _range_keys(rng):
-                entry = self._held.get(key, ())
-                kept = tuple(h for h in entry if h[0] != row_id)
-                if kept:
-                    self._held[key] = kept
-                elif entry:
-                    del self._held[key]
-                    self._held_levels.removed(key)
+            _unindex(self._held, self._held_levels, rng, lambda held: held[0] != row_id)
             self.holding_rows -= 1
         finally:
             self.changes += 1
@@ -458,14 +471,7 @@ class ListSnapshot:
         """Drop one delegation row from the index."""
         self.changes += 1
         try:
-            for key in _range_keys(rng):
-                entry = self._delegated.get(key, ())
-                kept = tuple(d for d in entry if d.id != row_id)
-                if kept:
-                    self._delegated[key] = kept
-                elif entry:
-                    del self._delegated[key]
-                    self._delegated_levels.removed(key)
+            _unindex(self._delegated, self._delegated_levels, rng, lambda d: d.id != row_id)
             self.delegation_rows -= 1
         finally:
             self.changes += 1
