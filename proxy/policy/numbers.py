@@ -1163,15 +1163,19 @@ class NumberStore:
 
     def record_flows(self, rows: Iterable[tuple[str, str, float]]) -> None:
         """Upsert (number, destination, last_seen) observations."""
+        self._write_all(
+            "INSERT INTO flow_history(number, destination, last_seen) VALUES (?,?,?)"
+            " ON CONFLICT(number, destination) DO UPDATE SET"
+            " last_seen = MAX(last_seen, excluded.last_seen)",
+            rows,
+        )
+
+    def _write_all(self, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """`statement` over every row in one transaction (all or nothing)."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(
-                    "INSERT INTO flow_history(number, destination, last_seen) VALUES (?,?,?)"
-                    " ON CONFLICT(number, destination) DO UPDATE SET"
-                    " last_seen = MAX(last_seen, excluded.last_seen)",
-                    list(rows),
-                )
+                self._conn.executemany(statement, list(rows))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -1192,22 +1196,14 @@ class NumberStore:
                 "DELETE FROM flow_history WHERE last_seen < ?", (before,)
             ).rowcount
 
-
     def record_messages(self, rows: Iterable[tuple[str, int, int, int]]) -> None:
         """Add (number, day, sent, received) counts to what the store holds."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO message_flow(number, day, sent, received) VALUES (?,?,?,?)"
-                    " ON CONFLICT(number, day) DO UPDATE SET"
-                    " sent = sent + excluded.sent, received = received + excluded.received",
-                    list(rows),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        self._write_all(
+            "INSERT INTO message_flow(number, day, sent, received) VALUES (?,?,?,?)"
+            " ON CONFLICT(number, day) DO UPDATE SET"
+            " sent = sent + excluded.sent, received = received + excluded.received",
+            rows,
+        )
 
     def load_messages(self, since_day: int) -> list[tuple[str, int, int, int]]:
         """(number, day, sent, received) of the days from `since_day` on."""
