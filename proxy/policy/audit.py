@@ -302,13 +302,31 @@ class AuditReport:
     """source -> {verdict: count}."""
     numbers: dict[str, dict[str, int]] = field(default_factory=dict)
     """caller number -> {verdict: count}."""
+    short_use: dict[str, dict[str, int]] = field(default_factory=dict)
+    """"customer number" -> {verdict: count} for numbers presented (let through) over less
+    than `MIN_USE_HOURS` and not since: the plan's anti-rotation minimum (regulation.md §2,
+    "used/assigned for at least 72 hours")."""
 
 
-def read_report(path: Path | str, since: float | None = None) -> AuditReport:
-    """Summarise the audit database at `path` from `since` (seconds since the epoch)."""
+#: A number presented, then dropped, within this many hours is a rotation (ARCEP 2022-1583
+#: §2.2.5 anti-rotation minimum, regulation.md).
+MIN_USE_HOURS = 72.0
+
+
+def read_report(
+    path: Path | str,
+    since: float | None = None,
+    now: float | None = None,
+    min_use_hours: float = MIN_USE_HOURS,
+) -> AuditReport:
+    """Summarise the audit database at `path` from `since` (seconds since the epoch). The
+    short-use section needs `now`: a number counts once its last use is `min_use_hours` old
+    (left out when `now` is None)."""
     conn = connect(path)
     try:
         report = AuditReport(since)
+        if now is not None:
+            report.short_use = _short_use(conn, since, now, min_use_hours * 3600.0)
         where, args = ("WHERE time >= ?", (since,)) if since is not None else ("", ())
         for verdict, count in conn.execute(
             f"SELECT verdict, COUNT(*) FROM decisions {where} GROUP BY verdict", args
@@ -338,6 +356,24 @@ def read_report(path: Path | str, since: float | None = None) -> AuditReport:
         conn.close()
 
 
+def _short_use(
+    conn: sqlite3.Connection, since: float | None, now: float, minimum: float
+) -> dict[str, dict[str, int]]:
+    # Spans are taken over the whole store (an earlier use must lengthen the span); a number
+    # is listed when its last use falls in the report's period and is `minimum` old.
+    rows = conn.execute(
+        "SELECT COALESCE(customer, '-'), caller_e164,"
+        " SUM(verdict = 'allow'), SUM(verdict = 'monitor') FROM decisions"
+        " WHERE verdict != 'reject' AND caller_e164 IS NOT NULL"
+        " GROUP BY 1, 2 HAVING MAX(time) - MIN(time) < ? AND MAX(time) <= ? AND MAX(time) >= ?",
+        (minimum, now - minimum, since if since is not None else float("-inf")),
+    )
+    return {
+        f"{customer} {number}": {"allow": allowed, "monitor": monitored}
+        for customer, number, allowed, monitored in rows
+    }
+
+
 _VERDICTS = ("allow", "monitor", "reject")
 _ACTIONS = ("monitor", "reject")
 
@@ -349,7 +385,11 @@ def _rows(report: AuditReport) -> list[tuple[str, str, int, int, int]]:
     rows.append(("total", "all", v.get("allow", 0), v.get("monitor", 0), v.get("reject", 0)))
     for rule_id, counts in sorted(report.rules.items()):
         rows.append(("rule", rule_id, 0, counts.get("monitor", 0), counts.get("reject", 0)))
-    for section, table in (("source", report.sources), ("number", report.numbers)):
+    for section, table in (
+        ("source", report.sources),
+        ("number", report.numbers),
+        ("short-use", report.short_use),
+    ):
         ordered = sorted(table.items(), key=lambda kv: (-kv[1].get("reject", 0), kv[0]))
         for key, counts in ordered:
             allow, monitor, reject = (counts.get(x, 0) for x in _VERDICTS)
@@ -377,6 +417,11 @@ def format_report(report: AuditReport, fmt: str = "table") -> str:
         else "the beginning"
     )
     lines = [f"{report.total} decisions since {since}"]
+    if report.short_use:
+        lines.append(
+            f"short-use: {len(report.short_use)} number(s) presented over less than"
+            f" {MIN_USE_HOURS:.0f} h and not since (anti-rotation minimum)"
+        )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for r in [header, *rows]:
         lines.append("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip())

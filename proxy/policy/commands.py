@@ -413,7 +413,7 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     """`sipguard audit report`: counts per verdict, rule, source and number."""
     settings, _ = _load(args)
     since = _moment(args.since, settings.timezone) if args.since else None
-    report = read_report(settings.audit.database, since)
+    report = read_report(settings.audit.database, since, now=time.time())
     sys.stdout.write(format_report(report, args.format))
     return 0
 

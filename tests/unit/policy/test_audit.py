@@ -137,6 +137,45 @@ def test_audit_report_command(filled: Path, capsys: pytest.CaptureFixture[str]):
     assert json.loads(capsys.readouterr().out)["total"] == 6
 
 
+def test_report_lists_numbers_presented_under_72_hours_then_dropped(tmp_path: Path):
+    """Anti-rotation: a number let through over less than 72 h and not since is listed with its
+    uses; one used longer, one still in use, a rejected one and one dropped before the report's
+    period are not."""
+    hour = 3600.0
+    path = tmp_path / "audit.sqlite3"
+    log = AuditLog(path)
+
+    def use(number: str, at: float, verdict: str = "allow") -> None:
+        log.record(
+            AuditEntry(
+                time=at, method="INVITE", verdict=verdict, customer="callco",
+                from_raw=f"sip:{number}@pbx", caller_e164=number,
+            )
+        )
+
+    use("+33162000001", NOW - 100 * hour)  # rotated: 10 h of use, dropped 90 h ago
+    use("+33162000001", NOW - 95 * hour, "monitor")
+    use("+33162000001", NOW - 90 * hour)
+    use("+33162000002", NOW - 200 * hour)  # used over 110 h: kept long enough
+    use("+33162000002", NOW - 90 * hour)
+    use("+33162000003", NOW - 10 * hour)  # new: its 72 h are not over yet
+    use("+33612345678", NOW - 100 * hour, "reject")  # never presented
+    use("+33162000004", NOW - 400 * hour)  # rotated, but before the period asked for
+    log.close()
+
+    report = read_report(path, since=NOW - 300 * hour, now=NOW)
+    assert report.short_use == {"callco +33162000001": {"allow": 2, "monitor": 1}}
+    assert read_report(path, now=NOW).short_use.keys() == {
+        "callco +33162000001",
+        "callco +33162000004",
+    }
+    assert read_report(path).short_use == {}  # no `now`, no judgement
+    table = format_report(report, "table")
+    assert "short-use: 1 number(s)" in table and "callco +33162000001" in table
+    parsed = list(csv.reader(io.StringIO(format_report(report, "csv"))))
+    assert ["short-use", "callco +33162000001", "2", "1", "0"] in parsed
+
+
 CDR = """time,source,method,From,PAI,Privacy,To
 2026-03-16T10:00:00,dialer,INVITE,sip:+33162000001@pbx,,,sip:+33299000001@op
 2026-03-16T10:01:00,dialer,INVITE,sip:0612345678@pbx,,,sip:+33299000002@op
