@@ -1374,8 +1374,10 @@ class FlowHistory:
         self._pending: list[tuple[str, str, float]] = []
         # number -> day -> (sent, received), as the store held them at the last flush ...
         self._stored_messages: dict[str, dict[int, tuple[int, int]]] = {}
-        # ... plus what this worker counted since: number -> day -> [sent, received].
+        # ... plus what this worker counted since: number -> day -> [sent, received]. The
+        # lock keeps a count from landing in a table `flush()` (another thread) is writing.
         self._pending_messages: dict[str, dict[int, list[int]]] = {}
+        self._messages_lock = threading.Lock()
         if store is not None:
             self._merge(store.load_flows(time.time() - window_s))
             self._stored_messages = _by_number(store.load_messages(self._first_day(time.time())))
@@ -1403,9 +1405,10 @@ class FlowHistory:
 
     def observe_message(self, number: str, *, sent: bool, now: float) -> None:
         """Count one MESSAGE `number` sent (from it) or received (to it) at `now`."""
-        days = self._pending_messages.setdefault(number, {})
-        counts = days.setdefault(day_of(now), [0, 0])
-        counts[0 if sent else 1] += 1
+        with self._messages_lock:
+            days = self._pending_messages.setdefault(number, {})
+            counts = days.setdefault(day_of(now), [0, 0])
+            counts[0 if sent else 1] += 1
 
     def messages(self, number: str, since: float) -> tuple[int, int]:
         """(sent, received) MESSAGEs of `number` on the days from `since`'s on."""
@@ -1428,7 +1431,8 @@ class FlowHistory:
             self.store.record_flows(pending)
         self.store.prune_flows(moment - self.window_s)
         self._merge(self.store.load_flows(moment - self.window_s))
-        counted, self._pending_messages = self._pending_messages, {}
+        with self._messages_lock:
+            counted, self._pending_messages = self._pending_messages, {}
         if counted:
             self.store.record_messages(
                 (number, day, sent, received)
