@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.sip.headers import split_values
 from stir_shaken.passport import ALG_ES256, PPT_SHAKEN
 
 
@@ -70,37 +71,12 @@ def format_identity(token: str, info: str, *, alg: str = ALG_ES256, ppt: str = P
 def split_identity_values(values: list[str]) -> list[str]:
     """Split header values that may hold several comma-joined Identity values.
 
-    Commas inside quoted strings or angle brackets do not split. Empty items are dropped.
+    Commas inside quoted strings or angle brackets do not split (the SIP layer's list split);
+    items are stripped of any whitespace (values also come from the command line) and empty
+    items are dropped.
     """
-    out: list[str] = []
-    for value in values:
-        depth_angle = False
-        in_quote = False
-        escaped = False
-        start = 0
-        for index, char in enumerate(value):
-            if in_quote:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == '"':
-                    in_quote = False
-            elif char == '"':
-                in_quote = True
-            elif char == "<":
-                depth_angle = True
-            elif char == ">":
-                depth_angle = False
-            elif char == "," and not depth_angle:
-                item = value[start:index].strip()
-                if item:
-                    out.append(item)
-                start = index + 1
-        item = value[start:].strip()
-        if item:
-            out.append(item)
-    return out
+    items = (item.strip() for value in values for item in split_values(value))
+    return [item for item in items if item]
 
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
