@@ -139,6 +139,19 @@ def _failed(code: int, reason: str, **extra: Any) -> VerificationResult:
     return VerificationResult(ok=False, code=code, reason=reason, **extra)
 
 
+def _verified(checked: _Checked) -> VerificationResult:
+    return VerificationResult(
+        ok=True,
+        code=None,
+        reason="verified",
+        claims=checked.claims,
+        jose=checked.jose,
+        identity=checked.identity,
+        x5u=checked.jose["x5u"],
+        spc=checked.spc,
+    )
+
+
 def _ppt_hint(value: str) -> str | None:
     """Best-effort ppt of a header value, only to sort shaken from div before full checks."""
     try:
@@ -221,16 +234,7 @@ class Verifier:
                 if first_failure is None:
                     first_failure = _failed(failure.code, failure.reason)
                 continue
-            base = VerificationResult(
-                ok=True,
-                code=None,
-                reason="verified",
-                claims=claims,
-                jose=checked.jose,
-                identity=checked.identity,
-                x5u=checked.jose["x5u"],
-                spc=checked.spc,
-            )
+            base = _verified(checked)
             return self._verify_divs(base, divs, now=now, date=date, lookup=lookup, target=target)
         # `primaries` is non-empty and every iteration that did not return recorded a failure.
         return first_failure or _failed(500, "no Identity header could be checked")
@@ -264,18 +268,7 @@ class Verifier:
                 if div_div not in reachable:
                     raise _Failure(438, "div PASSporT div.tn is not a previous dest")
                 reachable.update(last_dest)
-                results.append(
-                    VerificationResult(
-                        ok=True,
-                        code=None,
-                        reason="verified",
-                        claims=claims,
-                        jose=checked.jose,
-                        identity=checked.identity,
-                        x5u=checked.jose["x5u"],
-                        spc=checked.spc,
-                    )
-                )
+                results.append(_verified(checked))
             if target not in last_dest:
                 raise _Failure(438, "last div PASSporT dest is not the current target")
         except _Pending as pending:
