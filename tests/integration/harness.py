@@ -66,6 +66,18 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
     return bool(predicate())
 
 
+def terminate(process: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM, wait up to `timeout` s, then SIGKILL; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
+
+
 def sip_options(host: str, port: int, timeout: float = 0.5) -> bytes | None:
     """Send one OPTIONS to the proxy over UDP and return the first answer, if any."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -122,14 +134,7 @@ class ProxyProcess:
         graceful drain is never cut short); returns the exit code."""
         if timeout is None:
             timeout = self.drain_seconds() + 10.0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+        return terminate(self.process, timeout)
 
 
 def start_proxy(
@@ -477,13 +482,7 @@ class Stunnel:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, 5)
 
 
 def start_stunnel(
