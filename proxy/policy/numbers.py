@@ -312,6 +312,15 @@ _POW10 = tuple(10**k for k in range(17))
 _INFINITY = float("inf")
 
 
+def _index(index: dict[int, tuple[_T, ...]], levels: _Levels, rng: NumberRange, item: _T) -> None:
+    """Add `item` under each of `rng`'s keys: the insertion half of a holdings or delegations
+    index."""
+    for key in _range_keys(rng):
+        # Level first: a lookup racing this change must not skip a key already present.
+        levels.added(key)
+        index[key] = (*index.get(key, ()), item)
+
+
 def _unindex(
     index: dict[int, tuple[_T, ...]],
     levels: _Levels,
@@ -439,10 +448,7 @@ class ListSnapshot:
         try:
             # One string object per holder rather than one per row read from SQLite.
             item: _Held = (row_id, self._holder_names.setdefault(holder, holder))
-            for key in _range_keys(rng):
-                # Level first: a lookup racing this change must not skip a key already present.
-                self._held_levels.added(key)
-                self._held[key] = (*self._held.get(key, ()), item)
+            _index(self._held, self._held_levels, rng, item)
             self.holding_rows += 1
         finally:
             self.changes += 1
@@ -460,9 +466,7 @@ class ListSnapshot:
         """Index one delegation row."""
         self.changes += 1
         try:
-            for key in _range_keys(item.range):
-                self._delegated_levels.added(key)
-                self._delegated[key] = (*self._delegated.get(key, ()), item)
+            _index(self._delegated, self._delegated_levels, item.range, item)
             self.delegation_rows += 1
         finally:
             self.changes += 1
