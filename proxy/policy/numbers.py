@@ -1419,7 +1419,9 @@ class FlowHistory:
         first = day_of(since)
         sent = received = 0
         for days in (self._stored_messages.get(number), self._pending_messages.get(number)):
-            for day, (s, r) in list(days.items()) if days else ():
+            if not days:
+                continue
+            for day, (s, r) in list(days.items()):
                 if day >= first:
                     sent += s
                     received += r
