@@ -5,19 +5,24 @@ Run: ``python bench/bench_policy.py [requests]``. Builds a temporary list databa
 listed numbers; loaded into the worker snapshot as the proxy does), then times
 `PolicyStep.decide()` -- the whole step: identity from the SIP headers, rules, Assessment, audit
 record (queued, as on the hot path) -- on INVITEs whose callers are listed NPV numbers, delegated
-numbers, unlisted numbers and mobiles. Each INVITE is parsed and checked (`check_request`, which
-reads Via, From, To, Call-ID and CSeq) just before it is decided, untimed, as the proxy core does
-before its steps run: only `decide()` is timed, on a request as warm in memory as in the proxy
-(earlier versions parsed all 80,000 requests up front, so each was decided long after its
-parse, and the step paid for the From/To/Call-ID reads the core has already done). Allocation
-data is on when the shared ARCEP copy is present. Three runs after a warm-up pass: callers never
-seen (normalisation and allocation lookups uncached), the warm-up's callers again, and the
-realistic mix (90 % repeat callers, 10 % new). Every run prints p50/p99/p99.9/max over all
-samples, then p50/p99 over the samples during which no garbage collection ran, and how many did
-(the GC pauses are reported, not hidden: they are part of what a caller waits for). Each run also
-prints this thread's CPU time per request: on a shared machine the wall-clock tail mostly shows
-the scheduler giving the CPU to other processes (4 ms ticks), which the CPU-time figures leave
-out.
+numbers, unlisted numbers and mobiles. With allocation data on, the listed numbers are taken from
+blocks ARCEP allocated (as a customer's numbers are): until Nov 2026 they were the first 900,000
+numbers of 0162, ~60 % of them in unallocated blocks, so most "listed" callers were in fact
+rejected (unallocated-number) and the figures mixed up the allowed and rejected paths. Each run
+also prints the allowed and rejected requests apart.
+
+Each INVITE is parsed and checked (`check_request`, which reads Via, From, To, Call-ID and CSeq)
+just before it is decided, untimed, as the proxy core does before its steps run: only `decide()` is
+timed, on a request as warm in memory as in the proxy (earlier versions parsed all 80,000 requests
+up front, so each was decided long after its parse, and the step paid for the From/To/Call-ID reads
+the core has already done). Allocation data is on when the shared ARCEP copy is present. Three runs
+after a warm-up pass: callers never seen (normalisation and allocation lookups uncached), the warm-
+up's callers again, and the realistic mix (90 % repeat callers, 10 % new). Every run prints
+p50/p99/p99.9/max over all samples, then p50/p99 over the samples during which no garbage
+collection ran, and how many did (the GC pauses are reported, not hidden: they are part of what a
+caller waits for). Each run also prints this thread's CPU time per request: on a shared machine the
+wall-clock tail mostly shows the scheduler giving the CPU to other processes (4 ms ticks), which
+the CPU-time figures leave out.
 Prints figures only; nothing is asserted.
 """
 
@@ -31,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxy.core.decision import Assessment, Origin
+from proxy.core.decision import Assessment, Origin, Reject
 from proxy.policy.allocation import AllocationStore
 from proxy.policy.audit import AuditLog
 from proxy.policy.engine import PolicyData
@@ -48,7 +53,42 @@ OWN = 900_000
 DELEGATED = 100_000
 
 
-def build_lists(path: Path) -> None:
+# The NPV roots (plan §3, ARCEP 2022-1583): the customer's own numbers, delegated ones, and
+# the root its unlisted callers come from.
+OWN_ROOTS = ("+33162", "+33163", "+33377", "+33378", "+33424", "+33425", "+33568", "+33569",
+             "+33949")  # fmt: skip
+DELEGATED_ROOTS = ("+33270", "+33271")
+UNLISTED_ROOT = "+33948"
+
+
+def listed_blocks(allocation_db: Path | None) -> tuple[list[str], list[str]]:
+    """The 1,000-number blocks (E.164 without the last three digits) of the customer's own
+    numbers and of its delegated ones: allocated, unfrozen blocks when the allocation data is
+    loaded, else the first blocks of 0162 and 0270."""
+    if allocation_db is None:
+        return [f"+33162{i:03d}" for i in range(OWN // 1000)], [
+            f"+33270{i:03d}" for i in range(DELEGATED // 1000)
+        ]
+    store = AllocationStore(allocation_db)
+    try:
+
+        def allocated(roots: tuple[str, ...], wanted: int) -> list[str]:
+            found = []
+            for root in roots:
+                for i in range(1000):
+                    block = store.lookup(f"{root}{i:03d}000")
+                    if block is not None and not block.frozen:
+                        found.append(f"{root}{i:03d}")
+                        if len(found) == wanted:
+                            return found
+            raise SystemExit(f"only {len(found)} allocated blocks under {roots}")
+
+        return allocated(OWN_ROOTS, OWN // 1000), allocated(DELEGATED_ROOTS, DELEGATED // 1000)
+    finally:
+        store.close()
+
+
+def build_lists(path: Path, own: list[str], delegated: list[str]) -> None:
     """Write one million listed numbers straight into the store's tables."""
     NumberStore(path).close()  # schema and triggers
     conn = sqlite3.connect(path, isolation_level=None)
@@ -56,14 +96,14 @@ def build_lists(path: Path) -> None:
     conn.execute("BEGIN")
     conn.executemany(
         'INSERT INTO holdings(holder, start, "end", created) VALUES (?, ?, ?, ?)',
-        (("callco", n, n, now) for n in (f"+33162{i:06d}" for i in range(OWN))),
+        (("callco", n, n, now) for n in (f"{b}{i:03d}" for b in own for i in range(1000))),
     )
     conn.executemany(
-        "INSERT INTO delegations(principal, customer, start, \"end\", valid_from, valid_until,"
+        'INSERT INTO delegations(principal, customer, start, "end", valid_from, valid_until,'
         " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             ("acme", "callco", n, n, now - 86400, now + 30 * 86400, now)
-            for n in (f"+33270{i:06d}" for i in range(DELEGATED))
+            for n in (f"{b}{i:03d}" for b in delegated for i in range(1000))
         ),
     )
     conn.execute("COMMIT")
@@ -124,17 +164,17 @@ class _GcWatch:
         return "GC runs: " + ", ".join(parts) + " µs"
 
 
-def _callers(rng: random.Random, count: int) -> list[str]:
+def _callers(rng: random.Random, count: int, own: list[str], delegated: list[str]) -> list[str]:
     """What a dialer presents: listed NPV, delegated, unlisted NPV and mobile numbers."""
     callers = []
     for _ in range(count):
         pick = rng.random()
         if pick < 0.6:
-            callers.append(f"+33162{rng.randrange(OWN):06d}")
+            callers.append(f"{rng.choice(own)}{rng.randrange(1000):03d}")
         elif pick < 0.8:
-            callers.append(f"+33270{rng.randrange(DELEGATED):06d}")
+            callers.append(f"{rng.choice(delegated)}{rng.randrange(1000):03d}")
         elif pick < 0.9:
-            callers.append(f"+33948{rng.randrange(1000000):06d}")  # unlisted NPV
+            callers.append(f"{UNLISTED_ROOT}{rng.randrange(1000000):06d}")
         else:
             callers.append(f"+336{rng.randrange(100000000):08d}")  # mobile
     return callers
@@ -142,13 +182,14 @@ def _callers(rng: random.Random, count: int) -> list[str]:
 
 def _time(
     step: PolicyStep, origin: Origin, callers: list[str], watch: _GcWatch
-) -> tuple[list[float], list[float], list[bool]]:
+) -> tuple[list[float], list[float], list[bool], list[bool]]:
     """Per-request µs of the whole step (identity, rules, audit record): wall clock, this
-    thread's CPU time, and whether a GC ran during the request. Each request is parsed and
-    checked just before it is decided, untimed, as in the proxy."""
+    thread's CPU time, whether a GC ran during the request, and whether it was rejected. Each
+    request is parsed and checked just before it is decided, untimed, as in the proxy."""
     wall: list[float] = []
     cpu: list[float] = []
     collected: list[bool] = []
+    rejected: list[bool] = []
     clock = time.perf_counter_ns
     cpu_clock = time.thread_time_ns
     for i, caller in enumerate(callers):
@@ -157,17 +198,23 @@ def _time(
         runs = watch.runs
         c0 = cpu_clock()
         t0 = clock()
-        step.decide(request, origin, Assessment(), now)
+        decision = step.decide(request, origin, Assessment(), now)
         t1 = clock()
         c1 = cpu_clock()
         wall.append((t1 - t0) / 1000.0)
         cpu.append((c1 - c0) / 1000.0)
         collected.append(watch.runs != runs)
-    return wall, cpu, collected
+        rejected.append(isinstance(decision, Reject))
+    return wall, cpu, collected, rejected
 
 
 def _report(
-    label: str, watch: _GcWatch, wall: list[float], cpu: list[float], collected: list[bool]
+    label: str,
+    watch: _GcWatch,
+    wall: list[float],
+    cpu: list[float],
+    collected: list[bool],
+    rejected: list[bool],
 ) -> None:
     ordered = sorted(wall)
     quiet = sorted(s for s, c in zip(wall, collected, strict=True) if not c)
@@ -182,30 +229,47 @@ def _report(
         f" | wall without GC: p50 {_percentile(quiet, 0.5):6.1f}"
         f" p99 {_percentile(quiet, 0.99):6.1f} µs;"
         f" {len(paused)} requests ran a GC (max {paused[-1] if paused else 0.0:.0f} µs)\n"
+        f"  {'':<28} {_split(cpu, rejected)}\n"
         f"  {'':<28} {watch.take()}"
     )
+
+
+def _split(cpu: list[float], rejected: list[bool]) -> str:
+    """CPU p50/p99 of the allowed and of the rejected requests apart."""
+    parts = []
+    for label, wanted in (("allowed", False), ("rejected", True)):
+        samples = sorted(c for c, r in zip(cpu, rejected, strict=True) if r is wanted)
+        parts.append(
+            f"{label} n={len(samples):,} cpu p50 {_percentile(samples, 0.5):.1f}"
+            f" p99 {_percentile(samples, 0.99):.1f}"
+        )
+    return "; ".join(parts) + " µs"
 
 
 def main(count: int = 20_000) -> None:
     """Build, load, time, print."""
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "lists.sqlite3"
-        started = time.perf_counter()
-        build_lists(db)
-        built = time.perf_counter()
-        lists = NumberLists(db)
-        loaded = time.perf_counter()
-        print(f"lists: {OWN + DELEGATED:,} numbers written in {built - started:.1f} s,"
-              f" snapshot loaded in {loaded - built:.1f} s")
-
         allocation = None
+        allocation_db = None
         if (SHARED / "MAJNUM.csv").exists():
-            store = AllocationStore(Path(tmp) / "alloc.sqlite3")
+            allocation_db = Path(tmp) / "alloc.sqlite3"
+            store = AllocationStore(allocation_db)
             store.import_files([SHARED / "MAJNUM.csv", SHARED / "identifiants_CE.csv"])
             store.close()
             # As the proxy opens it (step._open_allocation): whatever sits in front of the
             # store on this version of the code.
-            allocation = _open_allocation(Path(tmp) / "alloc.sqlite3")
+            allocation = _open_allocation(allocation_db)
+        own, delegated = listed_blocks(allocation_db)
+        db = Path(tmp) / "lists.sqlite3"
+        started = time.perf_counter()
+        build_lists(db, own, delegated)
+        built = time.perf_counter()
+        lists = NumberLists(db)
+        loaded = time.perf_counter()
+        print(
+            f"lists: {OWN + DELEGATED:,} numbers written in {built - started:.1f} s,"
+            f" snapshot loaded in {loaded - built:.1f} s"
+        )
         settings = PolicySettings()
         history = FlowHistory(None)
         audit = AuditLog(Path(tmp) / "audit.sqlite3", queue_max=4 * count + 1)
@@ -219,8 +283,8 @@ def main(count: int = 20_000) -> None:
         origin = Origin("source", "dialer", "udp", ("10.0.0.1", 5060))
         rng = random.Random(7)
         # A campaign re-presents a working set of numbers; a few callers are new each time.
-        working = _callers(rng, count)
-        fresh = _callers(rng, 2 * count)
+        working = _callers(rng, count, own, delegated)
+        fresh = _callers(rng, 2 * count, own, delegated)
         first = fresh[:count]
         mixed = [
             fresh[count + i] if rng.random() < 0.1 else rng.choice(working) for i in range(count)
