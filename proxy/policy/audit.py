@@ -35,7 +35,7 @@ from typing import Any
 from proxy.policy.engine import Verdict
 from proxy.policy.identity import CallerIdentity
 
-__all__ = ["AuditEntry", "AuditLog", "AuditReport", "format_report", "read_report"]
+__all__ = ["AuditEntry", "AuditLog", "AuditReport", "decision_row", "format_report", "read_report"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -177,6 +177,42 @@ def connect(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
+def decision_row(
+    identity: CallerIdentity,
+    verdict: Verdict,
+    source: str | None,
+    customer: str | None,
+    status: int | None,
+) -> tuple[object, ...]:
+    """What the audit records of a decision besides its time and call-id: a flat tuple of
+    strings, numbers and None (`AuditLog.record_row`). A pure function of its arguments, so the
+    policy step keeps it with a remembered decision."""
+    pai = identity.pai
+    pai_raw = pai_e164 = None
+    if len(pai) == 1:  # the usual case, without the joins
+        pai_raw = pai[0].raw or None
+        pai_e164 = pai[0].e164 or "-"
+    elif pai:
+        pai_raw = " ".join([p.raw for p in pai]) or None
+        pai_e164 = " ".join([p.e164 or "-" for p in pai])
+    holder = category = None
+    for judged in verdict.judged:
+        if category is None and judged.row is not None:
+            category = judged.row.category  # Verdict.category, in the same walk
+        if judged.allocation_holder:
+            holder = judged.allocation_holder
+            break
+    if category is None:
+        category = verdict.category
+    from_number = identity.from_number
+    return (
+        identity.method, source, customer, verdict.kind,
+        verdict.principal, from_number.raw, from_number.e164, pai_raw, pai_e164,
+        verdict.diverted_from, verdict.caller_e164, category, holder,
+        verdict.number_status, verdict.outcome, status, *_chain(verdict.firings),
+    )  # fmt: skip
+
+
 class AuditLog:
     """Bounded queue on the hot path, batched SQLite writer driven by the shell."""
 
@@ -218,35 +254,16 @@ class AuditLog:
         status: int | None,
     ) -> None:
         """Queue one decision: the same row as `record(AuditEntry.of(...))`, built cheaper."""
-        pai = identity.pai
-        pai_raw = pai_e164 = None
-        if len(pai) == 1:  # the usual case, without the joins
-            pai_raw = pai[0].raw or None
-            pai_e164 = pai[0].e164 or "-"
-        elif pai:
-            pai_raw = " ".join([p.raw for p in pai]) or None
-            pai_e164 = " ".join([p.e164 or "-" for p in pai])
-        holder = category = None
-        for judged in verdict.judged:
-            if category is None and judged.row is not None:
-                category = judged.row.category  # Verdict.category, in the same walk
-            if judged.allocation_holder:
-                holder = judged.allocation_holder
-                break
-        if category is None:
-            category = verdict.category
-        from_number = identity.from_number
-        item = (
-            now, identity.call_id, identity.method, source, customer, verdict.kind,
-            verdict.principal, from_number.raw, from_number.e164, pai_raw, pai_e164,
-            verdict.diverted_from, verdict.caller_e164, category, holder,
-            verdict.number_status, verdict.outcome, status, *_chain(verdict.firings),
-        )  # fmt: skip
+        row = decision_row(identity, verdict, source, customer, status)
+        self.record_row(now, identity.call_id, row)
+
+    def record_row(self, now: float, call_id: str | None, row: tuple[object, ...]) -> None:
+        """Queue the decision `row` (`decision_row`) taken at `now` on call `call_id`."""
         queue = self._queue
         if len(queue) >= self.queue_max:
             queue.popleft()
             self.dropped += 1
-        queue.append(item)
+        queue.append((now, call_id, *row))
 
     def flush(self) -> int:
         """Write every queued entry, `batch_size` rows per transaction; returns rows written."""

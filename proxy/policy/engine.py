@@ -314,7 +314,9 @@ class JudgementMemo:
     between threads: the hot path is the only user.
     """
 
-    __slots__ = ("_data", "_day", "_entries", "_refs", "_token", "hits", "maxsize", "misses")
+    __slots__ = (
+        "_data", "_day", "_entries", "_refs", "_token", "generation", "hits", "maxsize", "misses",
+    )  # fmt: skip
 
     def __init__(self, maxsize: int = 65_536) -> None:
         self.maxsize = maxsize
@@ -328,11 +330,15 @@ class JudgementMemo:
         self._refs: dict[int, object] = {}
         self.hits = 0
         self.misses = 0
+        # Moves on every `clear()`: a cache built on these judgements (the policy step's
+        # per-request memo) empties itself when it sees a new generation.
+        self.generation = 0
 
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()
         self._refs.clear()
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -341,7 +347,7 @@ class JudgementMemo:
         """The remembered (key, entry) pairs, least recently used first (tests, benchmark)."""
         return list(self._entries.items())
 
-    def _ready(
+    def ready(
         self, data: PolicyData, day: date, source: SourcePolicy
     ) -> tuple[ListSnapshot, int] | None:
         """The list token to judge under, after emptying the memo if its stamp is stale; None
@@ -376,10 +382,17 @@ class JudgementMemo:
         kind: str,
         day: date,
         now: float,
+        held: list[float] | None = None,
     ) -> JudgedNumber:
-        """`_judge(run, ...)`, from memory when possible."""
+        """`_judge(run, ...)`, from memory when possible.
+
+        `held`, when given, is narrowed to the span [lo, hi) of times over which this
+        judgement holds while the memo keeps its stamp, and emptied when it was not remembered
+        (`evaluate`'s `held`)."""
         number = item.e164 if item.e164 is not None else item.national
         if number is None:
+            if held is not None:
+                held[0] = _INFINITY
             return _judge(run, identity, source, data, role, item, kind, day, now)
         key: _MemoKey = (role, number, id(source), kind, identity.principal)
         entries = self._entries
@@ -388,8 +401,15 @@ class JudgementMemo:
         if entry is not None and entry[2] <= now < entry[3]:  # type: ignore[operator]
             entries.move_to_end(key)
             self.hits += 1
-            held: int = entry[9]  # type: ignore[assignment]
-            start = 10 + held
+            if held is not None:
+                start_at: float = entry[2]  # type: ignore[assignment]
+                end_at: float = entry[3]  # type: ignore[assignment]
+                if start_at > held[0]:
+                    held[0] = start_at
+                if end_at < held[1]:
+                    held[1] = end_at
+            held_by: int = entry[9]  # type: ignore[assignment]
+            start = 10 + held_by
             if len(entry) > start:
                 firings = [
                     _new_tuple(Firing, entry[i : i + 3]) for i in range(start, len(entry), 3)
@@ -422,11 +442,19 @@ class JudgementMemo:
             run.replay(own_firings)
         row = judged.row
         if (
-            row is not None
-            and row.automated is not Permission.COND
-            and row.interpersonal is not Permission.COND
-            and snap.changes == token[1]
+            row is None
+            or row.automated is Permission.COND
+            or row.interpersonal is Permission.COND
+            or snap.changes != token[1]
         ):
+            if held is not None:
+                held[0] = _INFINITY  # not remembered: neither is the request's verdict
+        else:
+            if held is not None:
+                if span[0] > held[0]:
+                    held[0] = span[0]
+                if span[1] < held[1]:
+                    held[1] = span[1]
             if entry is None and len(entries) >= self.maxsize:
                 entries.popitem(last=False)
             match = judged.list_match
@@ -512,11 +540,19 @@ def evaluate(
     data: PolicyData,
     now: float,
     memo: JudgementMemo | None = None,
+    held: list[float] | None = None,
 ) -> Verdict:
     """Judge one request: every rule that fires, and the outcome.
 
     `memo`: remembered per-number judgements (`JudgementMemo`); the verdict is the same with
     or without it (a property test checks it over list changes, days and delegation bounds).
+
+    `held` ([lo, hi], given with `memo`): narrowed to the span of times over which this
+    verdict stays the verdict of the same identity and source while `memo` keeps its
+    generation, or emptied (lo = inf) when a judged number was not remembered (a `cond` row, a
+    number without E.164 form, lists changing). Besides the per-number judgements the verdict
+    reads only the identity (masking, From/PAI equality, the marker's notes) and the source;
+    the day, the policy data and the lists are the memo's stamp.
     """
     settings = data.settings
     run = _Run(_action_table(settings, source))
@@ -543,11 +579,13 @@ def evaluate(
     if not numbers:
         run.fire("invalid-number", "no caller number: From is masked and there is no PAI")
 
-    token = memo._ready(data, day, source) if memo is not None else None
+    token = memo.ready(data, day, source) if memo is not None else None
+    if token is None and held is not None:
+        held[0] = _INFINITY
     for role, item in numbers:
         if token is not None and memo is not None and item.kind not in _UNJUDGED_KINDS:
             judged.append(
-                memo.judge(token, run, identity, source, data, role, item, kind, day, now)
+                memo.judge(token, run, identity, source, data, role, item, kind, day, now, held)
             )
         else:
             judged.append(_judge(run, identity, source, data, role, item, kind, day, now))

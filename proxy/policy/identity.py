@@ -28,7 +28,16 @@ from proxy.sip.uri import SipUri, TelUri, Uri
 if TYPE_CHECKING:
     from proxy.sip.message import Request
 
-__all__ = ["CallerIdentity", "identity_from_request", "identity_from_values", "parse_privacy"]
+__all__ = [
+    "CallerIdentity",
+    "IdentityHeaders",
+    "identity_from_headers",
+    "identity_from_request",
+    "identity_from_values",
+    "identity_headers",
+    "marker_value",
+    "parse_privacy",
+]
 
 # Privacy values that withhold the caller's identity from the callee. `id` (RFC 3325 §9.3) is
 # what French networks send for CLIR ("appel masqué"); `header` and `user` (RFC 3323 §4.2)
@@ -50,8 +59,8 @@ class CallerIdentity(NamedTuple):
     principal: str | None = None
     """The principal the marker names, if any."""
     marker_value: str | None = None
-    to_uri: str | None = None
-    """The callee's URI text (To); see `destination`."""
+    to_value: str | None = None
+    """The callee's To header value; see `destination`."""
     call_id: str | None = None
     notes: tuple[str, ...] = ()
 
@@ -60,10 +69,13 @@ class CallerIdentity(NamedTuple):
         """The callee, E.164 when it is a number: the key of the per-number flow history.
 
         Computed on demand: only the plan's conditional cells need it."""
-        if not self.to_uri:
+        if not self.to_value:
             return None
-        number = cached_number(self.to_uri)
-        return number.e164 or number.national or self.to_uri.strip()
+        uri = addr_spec(self.to_value)
+        if not uri:
+            return None
+        number = cached_number(uri)
+        return number.e164 or number.national or uri
 
     @property
     def caller(self) -> CallerNumber | None:
@@ -209,7 +221,7 @@ def identity_from_values(
         pai_numbers,
         parse_privacy(privacy),
         diverted,
-        addr_spec(to_value) if to_value else None,
+        to_value,
         marker_value,
         policy,
         call_id,
@@ -222,7 +234,7 @@ def _assemble(
     pai: tuple[CallerNumber, ...],
     privacy: frozenset[str],
     diverted: CallerNumber | None,
-    to_uri: str | None,
+    to_value: str | None,
     marker_value: str | None,
     policy: SourcePolicy,
     call_id: str | None,
@@ -247,14 +259,15 @@ def _assemble(
             kind,
             principal,
             value,
-            to_uri,
+            to_value,
             call_id,
             notes,
         ),
     )
 
 
-def _marker_from_request(request: Request, marker: Marker | None) -> str | None:
+def marker_value(request: Request, marker: Marker | None) -> str | None:
+    """The value of the source's marker in `request` (None without a marker or a value)."""
     if marker is None:
         return None
     if marker.header is not None:
@@ -291,8 +304,20 @@ _SLOTS = {
 }
 
 
-def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdentity:
-    """Build the identity of a parsed request for a source."""
+class IdentityHeaders(NamedTuple):
+    """The header values the identity is read from, as the request carries them."""
+
+    from_value: str | None
+    to_value: str | None
+    privacy: str | None
+    pai: tuple[str, ...]
+    diversion: tuple[str, ...]
+    history_info: tuple[str, ...]
+
+
+def identity_headers(request: Request) -> IdentityHeaders:
+    """The From, To, Privacy (first of each), P-Asserted-Identity, Diversion and History-Info
+    values of `request`, in one walk over its headers."""
     from_value: str | None = None
     privacy: str | None = None
     to_value: str | None = None
@@ -320,6 +345,31 @@ def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdent
             diversion.append(header.value)
         else:
             history.append(header.value)
+    return tuple.__new__(
+        IdentityHeaders,
+        (from_value, to_value, privacy, tuple(pai_values), tuple(diversion), tuple(history)),
+    )
+
+
+def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdentity:
+    """Build the identity of a parsed request for a source."""
+    return identity_from_headers(
+        request, identity_headers(request), source, marker_value(request, source.marker)
+    )
+
+
+def identity_from_headers(
+    request: Request,
+    headers: IdentityHeaders,
+    source: SourcePolicy,
+    marker: str | None,
+    from_uri: str | None = None,
+) -> CallerIdentity:
+    """The identity of `request` from its `identity_headers` and its marker value
+    (`from_uri`: `addr_spec` of From's value, when the caller has it already)."""
+    from_value, to_value, privacy, pai_values, diversion, history = headers
+    if from_uri is None:
+        from_uri = addr_spec(from_value or "")
     pai: list[CallerNumber] = []
     for header_value in pai_values:
         for value in split_values(header_value) if "," in header_value else (header_value,):
@@ -332,12 +382,12 @@ def identity_from_request(request: Request, source: SourcePolicy) -> CallerIdent
         diverted = _diverting_from_history(_values(history))
     return _assemble(
         request.method,
-        cached_number(addr_spec(from_value or "")),
+        cached_number(from_uri),
         tuple(pai),
         parse_privacy(privacy),
         diverted,
-        addr_spec(to_value or ""),
-        _marker_from_request(request, source.marker),
+        to_value,
+        marker,
         source,
         request.call_id,
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proxy.core.decision import Assessment, Continue, Decision, Origin, Reject
-from proxy.policy.audit import AuditLog
+from proxy.policy.audit import AuditLog, decision_row
 from proxy.policy.engine import (
     AllocationLike,
     AllocationView,
@@ -38,7 +38,9 @@ from proxy.policy.identity import (
     CallerIdentity,
     addr_spec,
     cached_number,
-    identity_from_request,
+    identity_from_headers,
+    identity_headers,
+    marker_value,
 )
 from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan, Permission
@@ -47,7 +49,13 @@ from proxy.policy.settings import PolicySettings, SourcePolicy
 if TYPE_CHECKING:
     from proxy.sip.message import Request
 
-__all__ = ["CachedAllocation", "InboundMessageCounter", "PolicyStep", "reason_phrase"]
+__all__ = [
+    "CachedAllocation",
+    "InboundMessageCounter",
+    "PolicyStep",
+    "RequestMemo",
+    "reason_phrase",
+]
 
 # Calls and SMS over SIP are judged alike (issue 3 §5); other methods carry no caller ID to
 # present to a consumer.
@@ -75,6 +83,7 @@ def reason_phrase(status: int, configured: str | None = None) -> str:
 
 
 _MISSING: Any = object()
+_INFINITY = float("inf")
 
 # `Continue` has no fields and is frozen: one shared instance answers every request.
 _CONTINUE = Continue()
@@ -125,6 +134,67 @@ class CachedAllocation:
         self._cache.clear()
 
 
+# A remembered decision, one flat tuple of atoms (untracked by the garbage collector, as the
+# judgement memo's entries): 0 lo, 1 hi ([lo, hi): times it holds), 2 caller E.164,
+# 3 number status, 4 reject status (None: continue), 5 reject text, 6 rejecting rule id,
+# 7 n = number of rules fired, 8 .. 8+n their ids, then the audit row (`decision_row`).
+_Remembered = tuple[object, ...]
+# (source name, method, From's URI, Privacy, marker value, *P-Asserted-Identity values)
+_RequestKey = tuple[object, ...]
+
+
+class RequestMemo:
+    """Remembers the whole decision for a request shape, so a repeat caller skips the identity
+    build, the engine and the audit row's assembly.
+
+    A request without Diversion or History-Info is decided from: its method, From's URI (the
+    display name and tag do not count), its P-Asserted-Identity values, its Privacy, the
+    source's marker value, and the source (named: a reload builds a new step); with the
+    engine's stamp (data, day, lists: `JudgementMemo.generation`) and the time inside the
+    span over which each judged number's judgement holds (`evaluate`'s `held`). Only
+    decisions whose every number the judgement memo remembered are kept: never a `cond` row,
+    whose verdict reads the callee and the flow history. The To header and the Call-ID only go
+    into the audit row's time and call-id, which are per request. A property test plays
+    random requests, list changes and clock moves through a step with and without it.
+    """
+
+    __slots__ = ("_entries", "_generation", "hits", "maxsize")
+
+    def __init__(self, maxsize: int = 65_536) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[_RequestKey, _Remembered] = OrderedDict()
+        self._generation = -1
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: _RequestKey, generation: int, now: float) -> _Remembered | None:
+        """The decision remembered for `key`, if it holds at `now` under `generation`."""
+        if generation != self._generation:
+            self._entries.clear()
+            self._generation = generation
+            return None
+        entry = self._entries.get(key)
+        if entry is None or not entry[0] <= now < entry[1]:  # type: ignore[operator]
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: _RequestKey, generation: int, entry: _Remembered) -> None:
+        """Remember `entry` for `key` (least recently used evicted when full)."""
+        if generation != self._generation:
+            self._entries.clear()
+            self._generation = generation
+        entries = self._entries
+        if key in entries:
+            entries.move_to_end(key)
+        elif len(entries) >= self.maxsize:
+            entries.popitem(last=False)
+        entries[key] = entry
+
+
 def _file_stamp(path: Path) -> tuple[float, ...]:
     stamps: list[float] = []
     for suffix in ("", "-wal"):
@@ -167,6 +237,8 @@ class PolicyStep:
         # when `self.data` is replaced (new allocation data), the lists change or the day
         # turns; a reload builds a new step, hence a new memo.
         self.memo = JudgementMemo()
+        # Whole decisions of repeat request shapes, stamped by the memo's generation.
+        self.requests = RequestMemo()
 
     @classmethod
     def from_config(cls, config: Any) -> PolicyStep:
@@ -216,8 +288,22 @@ class PolicyStep:
             self._allocation_dirty = False
             self.data = _replace_allocation(self.data, self._new_allocation)
         source = self.sources.get(origin.name or "", self._default_source)
-        identity = identity_from_request(request, source)
-        verdict = evaluate(identity, source, self.data, now, self.memo)
+        headers = identity_headers(request)
+        marker = marker_value(request, source.marker) if source.marker is not None else None
+        data = self.data
+        memo = self.memo
+        key: _RequestKey | None = None
+        held: list[float] | None = None
+        from_uri = addr_spec(headers.from_value or "")
+        token = memo.ready(data, local_day(now, data.settings.timezone), source)
+        if token is not None and not headers.diversion and not headers.history_info:
+            key = (origin.name, request.method, from_uri, headers.privacy, marker, *headers.pai)
+            remembered = self.requests.get(key, memo.generation, now)
+            if remembered is not None:
+                return self._replay(remembered, request, source, assessment, now)
+            held = [-_INFINITY, _INFINITY]
+        identity = identity_from_headers(request, headers, source, marker, from_uri)
+        verdict = evaluate(identity, source, data, now, memo, held)
 
         assessment.customer = source.customer
         assessment.caller_e164 = verdict.caller_e164
@@ -229,21 +315,64 @@ class PolicyStep:
 
         status: int | None = None
         decision: Decision = _CONTINUE
+        text = rule_id = None
         if verdict.rejecting is not None:
             status = source.reject_status or self.settings.reject_status
+            text = _safe(verdict.rejecting.reason)
+            rule_id = verdict.rejecting.rule_id
             decision = Reject(
                 status=status,
                 reason_phrase=reason_phrase(status, self.settings.reject_reason),
-                text=_safe(verdict.rejecting.reason),
-                rule_id=verdict.rejecting.rule_id,
+                text=text,
+                rule_id=rule_id,
             )
         elif self.history is not None:
             _observe(self.history, verdict, identity, now)
+        row = decision_row(identity, verdict, origin.name, source.customer, status)
         if self.audit is not None:
-            self.audit.record_decision(
-                identity, verdict, now, origin.name, source.customer, status
-            )
+            self.audit.record_row(now, identity.call_id, row)
+        if key is not None and held is not None and held[0] <= now < held[1]:
+            fired = [f.rule_id for f in verdict.firings]
+            self.requests.put(
+                key,
+                memo.generation,
+                (
+                    held[0], held[1], verdict.caller_e164, verdict.number_status, status,
+                    text, rule_id, len(fired), *fired, *row,
+                ),
+            )  # fmt: skip
         return decision
+
+    def _replay(
+        self,
+        remembered: _Remembered,
+        request: Request,
+        source: SourcePolicy,
+        assessment: Assessment,
+        now: float,
+    ) -> Decision:
+        """What `decide` does with a remembered decision (`RequestMemo`)."""
+        assessment.customer = source.customer
+        assessment.caller_e164 = remembered[2]  # type: ignore[assignment]
+        assessment.number_status = remembered[3]  # type: ignore[assignment]
+        assessment.gateway = source.gateway
+        assessment.diverted_from = None
+        fired: int = remembered[7]  # type: ignore[assignment]
+        if fired:
+            assessment.rules_fired.extend(remembered[8 : 8 + fired])  # type: ignore[arg-type]
+        if self.audit is not None:
+            self.audit.record_row(now, request.call_id, remembered[8 + fired :])
+        status = remembered[4]
+        if status is None:
+            # Nothing for the flow history: a remembered decision has no `cond` row.
+            return _CONTINUE
+        assert isinstance(status, int)
+        return Reject(
+            status=status,
+            reason_phrase=reason_phrase(status, self.settings.reject_reason),
+            text=remembered[5],  # type: ignore[arg-type]
+            rule_id=remembered[6],  # type: ignore[arg-type]
+        )
 
     # -- shell side -----------------------------------------------------------------------
 
