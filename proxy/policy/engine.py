@@ -387,8 +387,9 @@ class JudgementMemo:
         """`_judge(run, ...)`, from memory when possible.
 
         `held`, when given, is narrowed to the span [lo, hi) of times over which this
-        judgement holds while the memo keeps its stamp, and emptied when it was not remembered
-        (`evaluate`'s `held`)."""
+        judgement holds while the memo keeps its stamp, and emptied when it cannot be
+        remembered (`evaluate`'s `held`); a new judgement is then not kept here, since the
+        caller keeps the whole request's."""
         number = item.e164 if item.e164 is not None else item.national
         if number is None:
             if held is not None:
@@ -429,32 +430,32 @@ class JudgementMemo:
             row = refs[entry[0]]  # type: ignore[index]
             return _new_tuple(JudgedNumber, (role, item, row, entry[1], match))
         self.misses += 1
+        snap = token[0]
+        if held is not None:
+            # The caller remembers the whole request (the policy step's RequestMemo): the
+            # span is all it needs from here, so the judgement is not kept a second time.
+            span = [-_INFINITY, _INFINITY]
+            judged = _judge(run, identity, source, data, role, item, kind, day, now, snap, span)
+            if not _rememberable(judged.row, snap, token):
+                held[0] = _INFINITY  # nor is the request's verdict
+            else:
+                if span[0] > held[0]:
+                    held[0] = span[0]
+                if span[1] < held[1]:
+                    held[1] = span[1]
+            return judged
         # Judged on a run of its own: `_Run.fire` drops a firing equal to one already made
         # for an earlier number of this request, and the memo must hold what this number
         # fires by itself. Replaying into `run` applies the same de-duplication. When `run`
         # has fired nothing yet, it is that run of its own.
         own = _Run(run.actions) if run.firings else run
         span = [-_INFINITY, _INFINITY]
-        snap = token[0]
         judged = _judge(own, identity, source, data, role, item, kind, day, now, snap, span)
         own_firings = own.firings
         if own is not run:
             run.replay(own_firings)
         row = judged.row
-        if (
-            row is None
-            or row.automated is Permission.COND
-            or row.interpersonal is Permission.COND
-            or snap.changes != token[1]
-        ):
-            if held is not None:
-                held[0] = _INFINITY  # not remembered: neither is the request's verdict
-        else:
-            if held is not None:
-                if span[0] > held[0]:
-                    held[0] = span[0]
-                if span[1] < held[1]:
-                    held[1] = span[1]
+        if row is not None and _rememberable(row, snap, token):
             if entry is None and len(entries) >= self.maxsize:
                 entries.popitem(last=False)
             match = judged.list_match
@@ -486,6 +487,20 @@ class JudgementMemo:
                 refs.clear()
                 refs[id(source)] = source
         return judged
+
+
+def _rememberable(
+    row: PlanRow | None, snap: ListSnapshot, token: tuple[ListSnapshot, int]
+) -> bool:
+    """Whether a judgement made under `token` may be reused: not for a `cond` row (the flow
+    exception reads the history and the callee, public-interest rows the marker), nor when
+    the lists changed while it was made."""
+    return (
+        row is not None
+        and row.automated is not Permission.COND
+        and row.interpersonal is not Permission.COND
+        and snap.changes == token[1]
+    )
 
 
 _INFINITY = float("inf")

@@ -317,7 +317,8 @@ def _fast_french(raw: str, text: str, phone_context: str | None) -> CallerNumber
     # or SPM block, which the first six digits decide: one set probe instead of its checks.
     if national[:6] in _NOT_METRO_6:
         return None
-    return CallerNumber(raw, NumberKind.E164, "+33" + nsn, national, "FR", how)
+    # tuple.__new__: the NamedTuple without its Python-level __new__ (same value).
+    return tuple.__new__(CallerNumber, (raw, NumberKind.E164, "+33" + nsn, national, "FR", how))
 
 
 def _not_metro_prefixes() -> frozenset[str]:
