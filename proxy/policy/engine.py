@@ -248,8 +248,9 @@ class _Run:
         action = self.actions[rule_id]
         if action == "off":
             return
-        if any(f.rule_id == rule_id and f.reason == reason for f in self.firings):
-            return
+        for fired in self.firings:  # a loop, not any(): most runs hold 0 or 1 firing
+            if fired.rule_id == rule_id and fired.reason == reason:
+                return
         self.firings.append(_new_tuple(Firing, (rule_id, action, reason)))
 
     def replay(self, firings: Sequence[Firing]) -> None:
@@ -623,15 +624,15 @@ def evaluate(
     rejecting: Firing | None = None
     outcome: Outcome = "allow"
     if run.firings:  # most requests fire nothing: no sort, no scans
-        firings = tuple(sorted(run.firings, key=_rule_rank))
-        rejecting = next((f for f in firings if f.action == "reject"), None)
-        outcome = (
-            "reject"
-            if rejecting
-            else "monitor"
-            if any(f.action == "monitor" for f in firings)
-            else "allow"
-        )
+        fired = run.firings
+        firings = tuple(sorted(fired, key=_rule_rank)) if len(fired) > 1 else tuple(fired)
+        for firing in firings:  # one pass: the first rejecting firing, else any monitor
+            if firing.action == "reject":
+                rejecting = firing
+                outcome = "reject"
+                break
+            if firing.action == "monitor":
+                outcome = "monitor"
     caller: CallerNumber | None = identity.from_number  # `identity.caller`, inlined
     if identity.from_number.kind is NumberKind.ANONYMOUS:
         caller = identity.pai[0] if identity.pai else None
