@@ -557,6 +557,8 @@ def evaluate(
     now: float,
     memo: JudgementMemo | None = None,
     held: list[float] | None = None,
+    *,
+    token: tuple[ListSnapshot, int] | None = None,
 ) -> Verdict:
     """Judge one request: every rule that fires, and the outcome.
 
@@ -569,6 +571,9 @@ def evaluate(
     number without E.164 form, lists changing). Besides the per-number judgements the verdict
     reads only the identity (masking, From/PAI equality, the marker's notes) and the source;
     the day, the policy data and the lists are the memo's stamp.
+
+    `token`: what `memo.ready()` answered for this request, when the caller has just asked it
+    (the policy step does, before looking for a remembered decision); else evaluate asks.
     """
     settings = data.settings
     run = _Run(_action_table(settings, source))
@@ -595,7 +600,8 @@ def evaluate(
     if not numbers:
         run.fire("invalid-number", "no caller number: From is masked and there is no PAI")
 
-    token = memo.ready(data, day, source) if memo is not None else None
+    if token is None and memo is not None:
+        token = memo.ready(data, day, source)
     if token is None and held is not None:
         held[0] = _INFINITY
     for role, item in numbers:

@@ -303,7 +303,7 @@ class PolicyStep:
                 return self._replay(remembered, request, source, assessment, now)
             held = [-_INFINITY, _INFINITY]
         identity = identity_from_headers(request, headers, source, marker, from_uri)
-        verdict = evaluate(identity, source, data, now, memo, held)
+        verdict = evaluate(identity, source, data, now, memo, held, token=token)
 
         assessment.customer = source.customer
         assessment.caller_e164 = verdict.caller_e164
