@@ -134,6 +134,13 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.policy_memo = Counter(
+            "sipguard_policy_memo_total",
+            "Policy decisions looked up in the worker's memory of repeat request shapes, by"
+            " outcome (hit: decided from memory; a list change empties it)",
+            ["outcome"],
+            registry=registry,
+        )
         self.x5u_cache = Counter(
             "sipguard_x5u_cache_total",
             "Certificate cache lookups by outcome",

@@ -102,7 +102,8 @@ class Worker:
         # Call-ID -> when it was answered; a call whose BYE never crossed us ages out after
         # DIALOG_MAX_AGE so the table cannot grow without bound.
         self.dialogs: dict[str, float] = {}
-        self._cache_counts_seen: dict[int, tuple[int, int]] = {}
+        # (x5u hits, x5u misses, memo hits, memo misses) last published, per Components.
+        self._cache_counts_seen: dict[int, tuple[int, int, int, int]] = {}
         self._pki_stamps = file_stamps(pki_files(config))
         # One line per transaction outcome (issue 2 §6), on a logger resolved once: the
         # arguments are not even built when the level filters info out.
@@ -367,12 +368,18 @@ class Worker:
             del self.dialogs[call_id]
 
     def _publish_cache_counts(self, components: Components) -> None:
-        # The cache counts plain ints on the hot path; Prometheus sees the deltas here.
-        hits, misses = components.certificate_cache_counts()
-        last_hits, last_misses = self._cache_counts_seen.get(id(components), (0, 0))
-        self.metrics.x5u_cache.labels(outcome="hit").inc(hits - last_hits)
-        self.metrics.x5u_cache.labels(outcome="miss").inc(misses - last_misses)
-        self._cache_counts_seen = {id(components): (hits, misses)}
+        # The caches count plain ints on the hot path; Prometheus sees the deltas here.
+        counts = (*components.certificate_cache_counts(), *components.policy_memo_counts())
+        last = self._cache_counts_seen.get(id(components), (0, 0, 0, 0))
+        x5u, memo = self.metrics.x5u_cache, self.metrics.policy_memo
+        for counter, outcome, now_seen, before in (
+            (x5u, "hit", counts[0], last[0]),
+            (x5u, "miss", counts[1], last[1]),
+            (memo, "hit", counts[2], last[2]),
+            (memo, "miss", counts[3], last[3]),
+        ):
+            counter.labels(outcome=outcome).inc(now_seen - before)
+        self._cache_counts_seen = {id(components): counts}
 
     async def _poll_lists(self) -> None:
         if self.components is not None:

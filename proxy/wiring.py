@@ -139,6 +139,11 @@ class Components:
         cache = self.verification.cache
         return cache.hits, cache.misses
 
+    def policy_memo_counts(self) -> tuple[int, int]:
+        """(hits, misses) of the policy step's remembered decisions since it was built."""
+        memo = self.policy.requests
+        return memo.hits, memo.misses
+
     def signing_ready(self) -> bool:
         """True when signing is off, or on with its key loaded."""
         return not self.signing.settings.enabled or self.signing.outage_reason is None

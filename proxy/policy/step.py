@@ -158,13 +158,15 @@ class RequestMemo:
     random requests, list changes and clock moves through a step with and without it.
     """
 
-    __slots__ = ("_entries", "_generation", "hits", "maxsize")
+    __slots__ = ("_entries", "_generation", "hits", "maxsize", "misses")
 
     def __init__(self, maxsize: int = 65_536) -> None:
         self.maxsize = maxsize
         self._entries: OrderedDict[_RequestKey, _Remembered] = OrderedDict()
         self._generation = -1
+        # Lookups answered from memory and not (exported as sipguard_policy_memo_total).
         self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -174,9 +176,11 @@ class RequestMemo:
         if generation != self._generation:
             self._entries.clear()
             self._generation = generation
+            self.misses += 1
             return None
         entry = self._entries.get(key)
         if entry is None or not entry[0] <= now < entry[1]:  # type: ignore[operator]
+            self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1

@@ -122,7 +122,8 @@ class OptionsResponder:
 
 def test_metrics_move_under_sipp_calls(tmp_path: Path, proxy_factory: Callable[..., ProxyProcess],
                                        ports: Callable[[], int]) -> None:
-    """/metrics counts INVITE 200s and policy verdicts, shows the pinged trunk up; /healthz 200."""
+    """/metrics counts INVITE 200s, policy verdicts and decisions taken from memory, shows the
+    pinged trunk up; /healthz 200."""
     config = _config(tmp_path, ports, options_interval=0.5)
     proxy_port, trunk_port = _ports(config)
     uas = start_sipp(tmp_path, "uas_call_options.xml", local_port=trunk_port, calls=MANY)
@@ -141,6 +142,12 @@ def test_metrics_move_under_sipp_calls(tmp_path: Path, proxy_factory: Callable[.
             assert uac.wait(40) == 0, uac.report() + proxy.log_text()
         assert _metric(proxy, "sipguard_transactions_total", **labels) == invites + 3
         assert _metric(proxy, "sipguard_policy_verdicts_total", source="pbx") == verdicts + 3
+        # The three calls present the same caller: the second and third are decided from
+        # memory (published with the audit flush, every 0.5 s).
+        assert wait_until(
+            lambda: _metric(proxy, "sipguard_policy_memo_total", outcome="hit") >= 2, 5
+        ), _admin(proxy, "/metrics")[1]
+        assert _metric(proxy, "sipguard_policy_memo_total", outcome="miss") >= 1
         assert _metric(proxy, "sipguard_trunk_up", trunk="operator") == 1, proxy.log_text()
         assert _admin(proxy, "/healthz")[0] == 200
 

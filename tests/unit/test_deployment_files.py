@@ -283,6 +283,7 @@ def test_dashboard_queries_existing_metrics_and_labels() -> None:
         "sipguard_identity_total",
         "sipguard_x5u_fetches_total",
         "sipguard_x5u_cache_total",
+        "sipguard_policy_memo_total",
         "sipguard_trunk_up",
         "sipguard_parse_errors_total",
         "sipguard_internal_errors_total",

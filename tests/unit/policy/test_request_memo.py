@@ -127,11 +127,11 @@ def _call(caller: str, serial: int, *, diverting: str | None = None) -> Request:
 def test_a_repeat_caller_is_served_whole_and_a_list_change_is_seen(tmp_path: Path) -> None:
     step, world = _single_step(tmp_path)
     assert step.decide(_call("+33162000001", 1), ORIGIN, Assessment(), world.now) == Continue()
-    assert step.requests.hits == 0
+    assert (step.requests.hits, step.requests.misses) == (0, 1)
     # Another tag, Call-ID and display name: the same request shape, from memory.
     assessment = Assessment()
     assert step.decide(_call("+33162000001", 2), ORIGIN, assessment, world.now) == Continue()
-    assert step.requests.hits == 1
+    assert (step.requests.hits, step.requests.misses) == (1, 1)
     assert (assessment.customer, assessment.caller_e164, assessment.number_status) == (
         "callco",
         "+33162000001",
@@ -141,10 +141,10 @@ def test_a_repeat_caller_is_served_whole_and_a_list_change_is_seen(tmp_path: Pat
     world.snap.remove_holding(1, NumberRange.parse("+33162000001"))
     decision = step.decide(_call("+33162000001", 3), ORIGIN, Assessment(), world.now)
     assert isinstance(decision, Reject) and decision.rule_id == "not-on-list"
-    assert step.requests.hits == 1
+    assert (step.requests.hits, step.requests.misses) == (1, 2)
     # A rejection is remembered too, with its text and rule.
     again = step.decide(_call("+33162000001", 4), ORIGIN, Assessment(), world.now)
-    assert again == decision and step.requests.hits == 2
+    assert again == decision and (step.requests.hits, step.requests.misses) == (2, 2)
     step.close()
 
 
