@@ -512,3 +512,45 @@ def test_fast_french_region_check_is_national_to_e164_for_every_six_digit_prefix
                 assert fast is not None and (fast.e164, fast.region) == mapped, national
             else:
                 assert fast is None, national
+
+
+def _top_level_alternatives(pattern: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(pattern):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+    return [*parts, pattern[start:]]
+
+
+@pytest.mark.parametrize("region", ["GP", "BL", "MF"])
+def test_shared_590_patterns_leave_the_last_four_digits_free(region: str) -> None:
+    """+590 is shared by GP, BL and MF; numbering.py picks the region once per 10,000-number
+    block, which is only right while every pattern of the installed metadata ends in at least
+    four free digits. A phonenumbers upgrade that breaks this fails here."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert metadata is not None and metadata.leading_digits is None
+    kinds = ("general_desc", "fixed_line", "mobile", "toll_free", "premium_rate",
+             "shared_cost", "personal_number", "voip", "pager", "uan", "voicemail")  # fmt: skip
+    for kind in kinds:
+        desc = getattr(metadata, kind)
+        if desc is None or not desc.national_number_pattern:
+            continue
+        for alternative in _top_level_alternatives(desc.national_number_pattern):
+            tail = re.search(r"\\d\{(\d+)\}$", alternative)
+            assert tail is not None and int(tail.group(1)) >= 4, (region, kind, alternative)
+
+
+@given(st.sampled_from(["590", "690", "691", "976", "594", "596"]), st.integers(0, 999_999))
+def test_590_region_is_libphonenumbers(prefix: str, tail: int) -> None:
+    """The region numbering.py gives a +590 number (GP, BL or MF) is libphonenumber's."""
+    number = normalise_number(f"+590{prefix}{tail:06d}")
+    if number.e164 is None or not number.e164.startswith("+590"):
+        return
+    parsed = phonenumbers.parse(number.e164, None)
+    expected = phonenumbers.region_code_for_number(parsed)
+    assert number.region == (expected if expected and expected != "ZZ" else "GP"), number
