@@ -153,6 +153,10 @@ class PolicySettings(_Model):
     within (1 + this) x the messages it received (0.2: ±20 %)."""
     reload_interval_s: float = Field(default=2.0, gt=0)
     """How often each worker polls the store's change counter."""
+    memo_size: int = Field(default=65_536, ge=0)
+    """Request shapes each worker remembers decisions for (and, for diverted calls, numbers it
+    remembers judgements of), least recently used evicted: about 1.2 KB each with the
+    caller-number cache. 0 judges every request afresh."""
 
     @field_validator("rules")
     @classmethod

@@ -224,6 +224,7 @@ class PolicyStep:
         history: FlowHistory | None = None,
         lists: NumberLists | None = None,
         allocation_path: Path | None = None,
+        memo_size: int = 65_536,
     ) -> None:
         self.settings = settings
         self.sources = dict(sources)
@@ -240,9 +241,10 @@ class PolicyStep:
         # Per-number judgements of repeat callers (engine.JudgementMemo). It empties itself
         # when `self.data` is replaced (new allocation data), the lists change or the day
         # turns; a reload builds a new step, hence a new memo.
-        self.memo = JudgementMemo()
-        # Whole decisions of repeat request shapes, stamped by the memo's generation.
-        self.requests = RequestMemo()
+        self.memo = JudgementMemo(memo_size) if memo_size > 0 else None
+        # Whole decisions of repeat request shapes, stamped by the memo's generation (used
+        # only with the memo).
+        self.requests = RequestMemo(memo_size)
 
     @classmethod
     def from_config(cls, config: Any) -> PolicyStep:
@@ -277,6 +279,7 @@ class PolicyStep:
             history=history,
             lists=lists,
             allocation_path=settings.allocation_database,
+            memo_size=settings.memo_size,
         )
 
     # -- hot path -------------------------------------------------------------------------
@@ -299,8 +302,15 @@ class PolicyStep:
         key: _RequestKey | None = None
         held: list[float] | None = None
         from_uri = addr_spec(headers.from_value or "")
-        token = memo.ready(data, local_day(now, data.settings.timezone), source)
-        if token is not None and not headers.diversion and not headers.history_info:
+        token = None
+        if memo is not None:
+            token = memo.ready(data, local_day(now, data.settings.timezone), source)
+        if (
+            memo is not None
+            and token is not None
+            and not headers.diversion
+            and not headers.history_info
+        ):
             key = (origin.name, request.method, from_uri, headers.privacy, marker, *headers.pai)
             remembered = self.requests.get(key, memo.generation, now)
             if remembered is not None:
@@ -335,7 +345,7 @@ class PolicyStep:
         row = decision_row(identity, verdict, origin.name, source.customer, status)
         if self.audit is not None:
             self.audit.record_row(now, identity.call_id, row)
-        if key is not None and held is not None and held[0] <= now < held[1]:
+        if memo is not None and key is not None and held is not None and held[0] <= now < held[1]:
             fired = [f.rule_id for f in verdict.firings]
             self.requests.put(
                 key,

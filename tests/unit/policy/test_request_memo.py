@@ -13,10 +13,12 @@ import gc
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from proxy.config import load_config
 from proxy.core.decision import Assessment, Continue, Origin, Reject
 from proxy.policy.audit import AuditLog
 from proxy.policy.engine import PolicyData
@@ -33,6 +35,8 @@ from tests.unit.policy.memo_ops import (
     uri,
 )
 from tests.unit.policy.policy_fixtures import DAY
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _step(
@@ -183,3 +187,47 @@ def test_remembered_decisions_stay_out_of_the_garbage_collector(tmp_path: Path) 
         assert not gc.is_tracked(key), key
         assert not gc.is_tracked(entry), entry
     step.close()
+
+
+def test_memo_size_zero_judges_every_request_afresh(tmp_path: Path) -> None:
+    """`policy.memo_size: 0` turns both memories off; the decisions stay the same."""
+    world = World()
+    world.snap.add_holding(1, "callco", NumberRange.parse("+33162000001"))
+    world.now = MIDNIGHTS[1] + 43200.0
+    step = PolicyStep(
+        settings=world.data().settings,
+        sources={"dialer": SourcePolicy.model_validate({"customer": "callco"})},
+        data=world.data(),
+        audit=AuditLog(tmp_path / "audit.sqlite3"),
+        history=world.histories[0],
+        memo_size=0,
+    )
+    assert step.memo is None
+    for serial in range(3):
+        assert step.decide(_call("+33162000001", serial), ORIGIN, Assessment(), world.now) == (
+            Continue()
+        )
+        decision = step.decide(_call("+33612345678", serial), ORIGIN, Assessment(), world.now)
+        assert isinstance(decision, Reject) and decision.rule_id == "mobile-number"
+    assert len(step.requests) == 0 and step.requests.hits == 0
+    step.close()
+
+
+def test_memo_size_comes_from_the_config(tmp_path: Path) -> None:
+    """`policy.memo_size` reaches the step built from a config file."""
+    raw = yaml.safe_load((REPO / "configs" / "example.yaml").read_text(encoding="utf-8"))
+    raw["policy"].update(
+        database=str(tmp_path / "lists.sqlite3"),
+        allocation_database=str(tmp_path / "allocation.sqlite3"),
+        audit={"database": str(tmp_path / "audit.sqlite3")},
+    )
+    for size in (0, 10):
+        raw["policy"]["memo_size"] = size
+        path = tmp_path / f"memo-{size}.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        step = PolicyStep.from_config(load_config(path))
+        try:
+            assert (step.memo is None) == (size == 0)
+            assert step.requests.maxsize == size
+        finally:
+            step.close()
