@@ -144,13 +144,13 @@ class AuditEntry:
         )  # fmt: skip
 
 
-# What `AuditLog.record_decision` queues: the `decisions` row up to `status` (18 columns), then
-# the (rule id, action, reason) of each of the verdict's firings, flattened (rules and detail
-# are formatted at flush time). A flat tuple of strings and numbers is one object per request
-# that lives until the flush, where an `AuditEntry` (or the identity and verdict it is made
-# from) would be several; and flat, holding no NamedTuple, it is untracked by the garbage
-# collector at the first collection that sees it (a nested tuple or a `Firing` in it would
-# keep it tracked into the old generation, where full collections walk it).
+# What `AuditLog.record_row` queues (`decision_row` after the time and call-id): the `decisions`
+# row up to `status` (18 columns), then the (rule id, action, reason) of each of the verdict's
+# firings, flattened (rules and detail are formatted at flush time). A flat tuple of strings and
+# numbers is one object per request that lives until the flush, where an `AuditEntry` (or the
+# identity and verdict it is made from) would be several; and flat, holding no NamedTuple, it is
+# untracked by the garbage collector at the first collection that sees it (a nested tuple or a
+# `Firing` in it would keep it tracked into the old generation, where full collections walk it).
 _Pending = tuple[Any, ...]
 _HEAD = 18
 _chain = chain.from_iterable

@@ -404,12 +404,7 @@ class JudgementMemo:
             entries.move_to_end(key)
             self.hits += 1
             if held is not None:
-                start_at: float = entry[2]  # type: ignore[assignment]
-                end_at: float = entry[3]  # type: ignore[assignment]
-                if start_at > held[0]:
-                    held[0] = start_at
-                if end_at < held[1]:
-                    held[1] = end_at
+                _narrow(held, entry[2], entry[3])  # type: ignore[arg-type]
             held_by: int = entry[9]  # type: ignore[assignment]
             start = 10 + held_by
             if len(entry) > start:
@@ -440,10 +435,7 @@ class JudgementMemo:
             if not _rememberable(judged.row, snap, token):
                 held[0] = _INFINITY  # nor is the request's verdict
             else:
-                if span[0] > held[0]:
-                    held[0] = span[0]
-                if span[1] < held[1]:
-                    held[1] = span[1]
+                _narrow(held, span[0], span[1])
             return judged
         # Judged on a run of its own: `_Run.fire` drops a firing equal to one already made
         # for an earlier number of this request, and the memo must hold what this number
@@ -488,6 +480,14 @@ class JudgementMemo:
                 refs.clear()
                 refs[id(source)] = source
         return judged
+
+
+def _narrow(held: list[float], lo: float, hi: float) -> None:
+    """Narrow the span `held` ([lo, hi]) to its intersection with [lo, hi)."""
+    if lo > held[0]:
+        held[0] = lo
+    if hi < held[1]:
+        held[1] = hi
 
 
 def _rememberable(

@@ -173,9 +173,7 @@ class RequestMemo:
 
     def get(self, key: _RequestKey, generation: int, now: float) -> _Remembered | None:
         """The decision remembered for `key`, if it holds at `now` under `generation`."""
-        if generation != self._generation:
-            self._entries.clear()
-            self._generation = generation
+        if self._stale(generation):
             self.misses += 1
             return None
         entry = self._entries.get(key)
@@ -186,11 +184,17 @@ class RequestMemo:
         self.hits += 1
         return entry
 
+    def _stale(self, generation: int) -> bool:
+        """Empty the memory if it was filled under another generation; True if it was."""
+        if generation == self._generation:
+            return False
+        self._entries.clear()
+        self._generation = generation
+        return True
+
     def put(self, key: _RequestKey, generation: int, entry: _Remembered) -> None:
         """Remember `entry` for `key` (least recently used evicted when full)."""
-        if generation != self._generation:
-            self._entries.clear()
-            self._generation = generation
+        self._stale(generation)
         entries = self._entries
         if key in entries:
             entries.move_to_end(key)
@@ -312,7 +316,9 @@ class PolicyStep:
             and not headers.history_info
         ):
             key = (origin.name, request.method, from_uri, headers.privacy, marker, *headers.pai)
-            remembered = self.requests.get(key, memo.generation, now)
+            # evaluate() below is handed the token, so it cannot start a new generation.
+            generation = memo.generation
+            remembered = self.requests.get(key, generation, now)
             if remembered is not None:
                 return self._replay(remembered, request, source, assessment, now)
             held = [-_INFINITY, _INFINITY]
@@ -345,11 +351,11 @@ class PolicyStep:
         row = decision_row(identity, verdict, origin.name, source.customer, status)
         if self.audit is not None:
             self.audit.record_row(now, identity.call_id, row)
-        if memo is not None and key is not None and held is not None and held[0] <= now < held[1]:
+        if key is not None and held is not None and held[0] <= now < held[1]:
             fired = [f.rule_id for f in verdict.firings]
             self.requests.put(
                 key,
-                memo.generation,
+                generation,
                 (
                     held[0], held[1], verdict.caller_e164, verdict.number_status, status,
                     text, rule_id, len(fired), *fired, *row,
