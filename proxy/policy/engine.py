@@ -383,18 +383,10 @@ class JudgementMemo:
         kind: str,
         day: date,
         now: float,
-        held: list[float] | None = None,
     ) -> JudgedNumber:
-        """`_judge(run, ...)`, from memory when possible.
-
-        `held`, when given, is narrowed to the span [lo, hi) of times over which this
-        judgement holds while the memo keeps its stamp, and emptied when it cannot be
-        remembered (`evaluate`'s `held`); a new judgement is then not kept here, since the
-        caller keeps the whole request's."""
+        """`_judge(run, ...)`, from memory when possible."""
         number = item.e164 if item.e164 is not None else item.national
         if number is None:
-            if held is not None:
-                held[0] = _INFINITY
             return _judge(run, identity, source, data, role, item, kind, day, now)
         key: _MemoKey = (role, number, id(source), kind, identity.principal)
         entries = self._entries
@@ -403,8 +395,6 @@ class JudgementMemo:
         if entry is not None and entry[2] <= now < entry[3]:  # type: ignore[operator]
             entries.move_to_end(key)
             self.hits += 1
-            if held is not None:
-                _narrow(held, entry[2], entry[3])  # type: ignore[arg-type]
             held_by: int = entry[9]  # type: ignore[assignment]
             start = 10 + held_by
             if len(entry) > start:
@@ -427,16 +417,6 @@ class JudgementMemo:
             return _new_tuple(JudgedNumber, (role, item, row, entry[1], match))
         self.misses += 1
         snap = token[0]
-        if held is not None:
-            # The caller remembers the whole request (the policy step's RequestMemo): the
-            # span is all it needs from here, so the judgement is not kept a second time.
-            span = [-_INFINITY, _INFINITY]
-            judged = _judge(run, identity, source, data, role, item, kind, day, now, snap, span)
-            if not _rememberable(judged.row, snap, token):
-                held[0] = _INFINITY  # nor is the request's verdict
-            else:
-                _narrow(held, span[0], span[1])
-            return judged
         # Judged on a run of its own: `_Run.fire` drops a firing equal to one already made
         # for an earlier number of this request, and the memo must hold what this number
         # fires by itself. Replaying into `run` applies the same de-duplication. When `run`
@@ -488,6 +468,38 @@ def _narrow(held: list[float], lo: float, hi: float) -> None:
         held[0] = lo
     if hi < held[1]:
         held[1] = hi
+
+
+def _judge_held(
+    token: tuple[ListSnapshot, int],
+    run: _Run,
+    identity: CallerIdentity,
+    source: SourcePolicy,
+    data: PolicyData,
+    role: Role,
+    item: CallerNumber,
+    kind: str,
+    day: date,
+    now: float,
+    held: list[float],
+) -> JudgedNumber:
+    """`_judge(run, ...)` for a request the policy step remembers whole (`evaluate`'s `held`):
+    `held` is narrowed to the span [lo, hi) of times over which this judgement holds under
+    `token`, or emptied when it cannot be remembered. The judgement memo is neither read nor
+    filled: the request's memo keeps the whole decision, and a per-number entry would be a
+    second copy (per-number entries come from diverted calls only, so a lookup here would
+    almost always miss)."""
+    if item.e164 is None and item.national is None:
+        held[0] = _INFINITY
+        return _judge(run, identity, source, data, role, item, kind, day, now)
+    snap = token[0]
+    span = [-_INFINITY, _INFINITY]
+    judged = _judge(run, identity, source, data, role, item, kind, day, now, snap, span)
+    if _rememberable(judged.row, snap, token):
+        _narrow(held, span[0], span[1])
+    else:
+        held[0] = _INFINITY
+    return judged
 
 
 def _rememberable(
@@ -559,6 +571,7 @@ def evaluate(
     held: list[float] | None = None,
     *,
     token: tuple[ListSnapshot, int] | None = None,
+    day: date | None = None,
 ) -> Verdict:
     """Judge one request: every rule that fires, and the outcome.
 
@@ -574,16 +587,12 @@ def evaluate(
 
     `token`: what `memo.ready()` answered for this request, when the caller has just asked it
     (the policy step does, before looking for a remembered decision); else evaluate asks.
+    `day`: `local_day(now, settings.timezone)`, when the caller has it.
     """
     settings = data.settings
     run = _Run(_action_table(settings, source))
-    # `local_day(now, zone)` without the call when the day is the cached one (the usual case).
-    zone = settings.timezone
-    cached_day = _DAY_CACHE.get(zone)
-    if cached_day is not None and cached_day[0] <= now < cached_day[1]:
-        day = cached_day[2]
-    else:
-        day = local_day(now, zone)
+    if day is None:
+        day = local_day(now, settings.timezone)
     kind = identity.kind
     judged: list[JudgedNumber] = []
 
@@ -605,12 +614,16 @@ def evaluate(
     if token is None and held is not None:
         held[0] = _INFINITY
     for role, item in numbers:
-        if token is not None and memo is not None and item.kind not in _UNJUDGED_KINDS:
+        if token is None or memo is None or item.kind in _UNJUDGED_KINDS:
+            judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
+        elif held is not None:
             judged.append(
-                memo.judge(token, run, identity, source, data, role, item, kind, day, now, held)
+                _judge_held(token, run, identity, source, data, role, item, kind, day, now, held)
             )
         else:
-            judged.append(_judge(run, identity, source, data, role, item, kind, day, now))
+            judged.append(
+                memo.judge(token, run, identity, source, data, role, item, kind, day, now)
+            )
 
     if (
         source.require_from_pai_equal

@@ -307,8 +307,9 @@ class PolicyStep:
         held: list[float] | None = None
         from_uri = addr_spec(headers.from_value or "")
         token = None
+        day = local_day(now, data.settings.timezone)
         if memo is not None:
-            token = memo.ready(data, local_day(now, data.settings.timezone), source)
+            token = memo.ready(data, day, source)
         if (
             memo is not None
             and token is not None
@@ -323,7 +324,7 @@ class PolicyStep:
                 return self._replay(remembered, request, source, assessment, now)
             held = [-_INFINITY, _INFINITY]
         identity = identity_from_headers(request, headers, source, marker, from_uri)
-        verdict = evaluate(identity, source, data, now, memo, held, token=token)
+        verdict = evaluate(identity, source, data, now, memo, held, token=token, day=day)
 
         assessment.customer = source.customer
         assessment.caller_e164 = verdict.caller_e164

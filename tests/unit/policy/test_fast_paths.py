@@ -130,3 +130,40 @@ def test_judged_numbers_shortcut_is_the_general_walk(
         diverted_from=None if diverted_text is None else normalise_number(diverted_text),
     )
     assert _judged_numbers(identity) == _judged_numbers_general(identity)
+
+
+_IDENTITY_HEADER_NAMES = [
+    "From", "f", "FROM", "To", "t", "Privacy", "privacy", "P-Asserted-Identity",
+    "p-asserted-identity", "Diversion", "History-Info", "Via", "Contact", "m", "Subject",
+]  # fmt: skip
+
+
+@hsettings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_IDENTITY_HEADER_NAMES),
+            st.sampled_from(["<sip:+33162000001@h>", "id", "<tel:+33299000000>;tag=9", "x, y"]),
+        ),
+        max_size=12,
+    )
+)
+def test_identity_headers_are_what_get_and_get_all_answer(headers: list[tuple[str, str]]) -> None:
+    from proxy.policy.identity import identity_headers
+    from proxy.sip.message import Request, parse_message
+
+    text = "INVITE sip:a@b SIP/2.0\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    request = parse_message(text.encode())
+    assert isinstance(request, Request)
+
+    def every(name: str) -> tuple[str, ...]:
+        # Not get_all: it splits list headers at commas, the identity splits values itself.
+        return tuple(h.value for h in request.headers if h.key == name)
+
+    found = identity_headers(request)
+    assert found.from_value == request.get("From")
+    assert found.to_value == request.get("To")
+    assert found.privacy == request.get("Privacy")
+    assert found.pai == every("p-asserted-identity")
+    assert found.diversion == every("diversion")
+    assert found.history_info == every("history-info")
