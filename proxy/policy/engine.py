@@ -271,8 +271,9 @@ class _Run:
 # `JudgementMemo._refs`, so an id cannot be reused. Layout:
 #   0 plan row id, 1 allocation holder, 2 lo, 3 hi ([lo, hi): times the list answer holds),
 #   4 list match: 0 none, 1 without delegation, else the delegation's id,
-#   5 status, 6 principal, 7 reason, 8 principal_mismatch, 9 n = number of holders,
-#   10 .. 10+n the holders, then (rule id, action, reason) of each firing, flattened.
+#   5 status, 6 principal, 7 reason, 8 principal_mismatch, 9 the lists' change counter the
+#   judgement was made under, 10 n = number of holders, 11 .. 11+n the holders, then (rule id,
+#   action, reason) of each firing, flattened.
 _Memoised = tuple[object, ...]
 _NO_MATCH = 0
 _PLAIN_MATCH = 1
@@ -295,9 +296,12 @@ class JudgementMemo:
     national form for a short code), the policy data (settings, plan, allocation), the local
     day (plan rows' effective dates), the number lists, and `now` through the list answer's
     delegation bounds. So an entry is keyed on (role, number, source, kind, principal) and the
-    whole memo is stamped with (data object, day, list token): when any of them changes the
-    memo is emptied. The list token is (snapshot, change counter), so a poll, a full reload or
-    a direct edit of the snapshot all empty it. Within a day, an entry is only reused while
+    whole memo is stamped with (data object, day, list snapshot): when any of them changes (new
+    allocation data, midnight, a full reload of the lists) the memo is emptied. Each entry
+    also keeps the snapshot's change counter it was judged under: after changes to the lists
+    (a poll, a direct edit) it is reused only if none of them touched a row covering its
+    number (`ListSnapshot.untouched_since`), so a change to one customer's numbers does not
+    send every other caller back to first sight. Within a day, an entry is only reused while
     `now` is inside the span over which its list answer holds (`ListSnapshot.match_span`): a
     delegation starting or ending mid-day is seen. The `JudgedNumber` handed back carries the
     request's own `CallerNumber`.
@@ -316,7 +320,7 @@ class JudgementMemo:
     """
 
     __slots__ = (
-        "_data", "_day", "_entries", "_refs", "_token", "generation", "hits", "maxsize", "misses",
+        "_data", "_day", "_entries", "_refs", "_snap", "generation", "hits", "maxsize", "misses",
     )  # fmt: skip
 
     def __init__(self, maxsize: int = 65_536) -> None:
@@ -324,7 +328,7 @@ class JudgementMemo:
         self._entries: OrderedDict[_MemoKey, _Memoised] = OrderedDict()
         self._data: PolicyData | None = None
         self._day: date | None = None
-        self._token: tuple[ListSnapshot, int] | None = None
+        self._snap: ListSnapshot | None = None
         # id -> object, for the plan rows, delegations and sources entries name by id: held
         # here so an id cannot be reused by another object while an entry names it (frozen
         # pydantic sources hash every field, several µs; an id is one machine word).
@@ -359,11 +363,11 @@ class JudgementMemo:
         token: tuple[ListSnapshot, int] = token_of()
         if token[1] & 1:
             return None  # a change is being applied right now
-        if data is not self._data or day != self._day or token != self._token:
+        if data is not self._data or day != self._day or token[0] is not self._snap:
             self.clear()
             self._data = data
             self._day = day
-            self._token = token
+            self._snap = token[0]
         refs = self._refs
         if refs.get(id(source)) is not source:
             if len(refs) >= 2 * self.maxsize + 4096:
@@ -392,11 +396,13 @@ class JudgementMemo:
         entries = self._entries
         entry = entries.get(key)
         refs = self._refs
+        if entry is not None and entry[9] != token[1]:
+            entry = self._restamped(key, entry, token, item.e164)
         if entry is not None and entry[2] <= now < entry[3]:  # type: ignore[operator]
             entries.move_to_end(key)
             self.hits += 1
-            held_by: int = entry[9]  # type: ignore[assignment]
-            start = 10 + held_by
+            held_by: int = entry[10]  # type: ignore[assignment]
+            start = 11 + held_by
             if len(entry) > start:
                 firings = [
                     _new_tuple(Firing, entry[i : i + 3]) for i in range(start, len(entry), 3)
@@ -411,7 +417,7 @@ class JudgementMemo:
                 delegation = None if how == _PLAIN_MATCH else refs[how]  # type: ignore[index]
                 match = _new_tuple(
                     ListMatch,
-                    (entry[5], entry[6], delegation, entry[7], entry[8], entry[10:start]),
+                    (entry[5], entry[6], delegation, entry[7], entry[8], entry[11:start]),
                 )
             row = refs[entry[0]]  # type: ignore[index]
             return _new_tuple(JudgedNumber, (role, item, row, entry[1], match))
@@ -438,7 +444,7 @@ class JudgementMemo:
             if match is None:
                 entries[key] = (
                     id(row), judged.allocation_holder, span[0], span[1],
-                    _NO_MATCH, None, None, None, None, 0, *fired,
+                    _NO_MATCH, None, None, None, None, token[1], 0, *fired,
                 )  # fmt: skip
             else:
                 delegation = match[2]
@@ -449,17 +455,35 @@ class JudgementMemo:
                 holders = match[5]
                 entries[key] = (
                     id(row), judged.allocation_holder, span[0], span[1],
-                    how, match[0], match[1], match[3], match[4], len(holders), *holders, *fired,
+                    how, match[0], match[1], match[3], match[4], token[1], len(holders), *holders,
+                    *fired,
                 )  # fmt: skip
             if entry is not None:  # a new key goes in last already; an old one stays put
                 entries.move_to_end(key)
             if len(refs) >= 2 * self.maxsize + 4096:
-                # Rows and delegations of evicted entries pile up only if the lists churn
-                # without changing the token (they cannot): a bound all the same.
+                # Rows and delegations of evicted or outdated entries pile up while the
+                # lists change under a memo that keeps its snapshot: start afresh.
                 entries.clear()
                 refs.clear()
                 refs[id(source)] = source
         return judged
+
+    def _restamped(
+        self,
+        key: _MemoKey,
+        entry: _Memoised,
+        token: tuple[ListSnapshot, int],
+        e164: str | None,
+    ) -> _Memoised | None:
+        """`entry`, judged under an earlier change counter: stamped with `token`'s if no
+        change since touched a row covering its number (a number without E.164 form is never
+        looked up in the lists), else forgotten (None)."""
+        if e164 is None or token[0].untouched_since(entry[9], (e164,)):  # type: ignore[arg-type]
+            entry = (*entry[:9], token[1], *entry[10:])
+            self._entries[key] = entry
+            return entry
+        del self._entries[key]
+        return None
 
 
 def _narrow(held: list[float], lo: float, hi: float) -> None:
@@ -502,9 +526,7 @@ def _judge_held(
     return judged
 
 
-def _rememberable(
-    row: PlanRow | None, snap: ListSnapshot, token: tuple[ListSnapshot, int]
-) -> bool:
+def _rememberable(row: PlanRow | None, snap: ListSnapshot, token: tuple[ListSnapshot, int]) -> bool:
     """Whether a judgement made under `token` may be reused: not for a `cond` row (the flow
     exception reads the history and the callee, public-interest rows the marker), nor when
     the lists changed while it was made."""

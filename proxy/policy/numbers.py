@@ -27,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -409,6 +409,10 @@ class _Levels:
             self.by_width.pop(width, None)
 
 
+# How many recent changes a snapshot remembers the ranges of (`untouched_since`): a memo entry
+# older than that many changes is judged afresh.
+_TOUCHED_KEPT = 1024
+
 # One holding in the index: (row id, holder). A plain tuple of an int and a str, not a class:
 # CPython stops tracking such tuples in the garbage collector once it has seen them, so a list
 # of a million numbers does not add two million objects to every full collection (which took
@@ -419,9 +423,11 @@ _Held = tuple[int, str]
 class ListSnapshot:
     """An in-memory, prefix-keyed copy of the holdings and delegations (read on the hot path).
 
-    Mutated only by `apply()`, called by `NumberLists.poll()`. A lookup reads a handful of
-    dictionary entries; each change touches the entries of one row, so a concurrent lookup sees
-    a row either entirely before or entirely after the change.
+    Mutated only by `add_holding`, `remove_holding`, `add_delegation` and `remove_delegation`
+    (`NumberLists.poll()` calls them). A lookup reads a handful of dictionary entries; each
+    change touches the entries of one row, so a concurrent lookup sees a row either entirely
+    before or entirely after the change. The last changes' ranges are kept
+    (`untouched_since`), so the engine's memos forget only what a change can affect.
     """
 
     def __init__(self, zone: str = "Europe/Paris") -> None:
@@ -431,7 +437,12 @@ class ListSnapshot:
         """A seqlock-style change counter: bumped once before and once after every mutation,
         so it is odd while one is in progress and differs once one has happened. Unlike
         `generation` (the store's changelog id, set by `NumberLists.poll()`), it also moves
-        when the snapshot is edited directly. The engine's judgement memo keys on it."""
+        when the snapshot is edited directly. The engine's memos stamp their entries with it."""
+        # (change counter once done, first number, last number) of the rows the last changes
+        # added or removed, oldest first. Appended to by the thread that mutates and replaced
+        # (never cut in place) when trimmed, so a hot-path reader walking the list it read
+        # is never disturbed.
+        self._touched: list[tuple[int, str, str]] = []
         self._held: dict[int, tuple[_Held, ...]] = {}
         self._holder_names: dict[str, str] = {}
         self._delegated: dict[int, tuple[Delegation, ...]] = {}
@@ -450,6 +461,7 @@ class ListSnapshot:
             item: _Held = (row_id, self._holder_names.setdefault(holder, holder))
             _index(self._held, self._held_levels, rng, item)
             self.holding_rows += 1
+            self._touch(rng)
         finally:
             self.changes += 1
 
@@ -459,6 +471,7 @@ class ListSnapshot:
         try:
             _unindex(self._held, self._held_levels, rng, lambda held: held[0] != row_id)
             self.holding_rows -= 1
+            self._touch(rng)
         finally:
             self.changes += 1
 
@@ -468,6 +481,7 @@ class ListSnapshot:
         try:
             _index(self._delegated, self._delegated_levels, item.range, item)
             self.delegation_rows += 1
+            self._touch(item.range)
         finally:
             self.changes += 1
 
@@ -477,8 +491,36 @@ class ListSnapshot:
         try:
             _unindex(self._delegated, self._delegated_levels, rng, lambda d: d.id != row_id)
             self.delegation_rows -= 1
+            self._touch(rng)
         finally:
             self.changes += 1
+
+    def _touch(self, rng: NumberRange) -> None:
+        touched = self._touched
+        touched.append((self.changes + 1, rng.start, rng.end))
+        if len(touched) >= 2 * _TOUCHED_KEPT:
+            self._touched = touched[-_TOUCHED_KEPT:]
+
+    def untouched_since(self, changes: int, numbers: Sequence[str]) -> bool:
+        """Whether no change made after the counter stood at `changes` (even) added or removed
+        a row covering one of `numbers` (E.164): then every list answer for them is what it
+        was. False when the kept log does not reach back that far.
+
+        `match` reads only the rows covering the number asked for, so an answer stays right
+        across any change to other rows (a property test plays list changes on numbers
+        asked for and not through the memos).
+        """
+        touched = self._touched
+        for i in range(len(touched) - 1, -1, -1):
+            done, first, last = touched[i]
+            if done <= changes:
+                return True
+            for number in numbers:
+                if len(number) == len(first) and first <= number <= last:
+                    return False
+        # Every change counts twice (once started, once done): the log covers every change
+        # after `changes` only if its oldest record is the very next one.
+        return bool(touched) and touched[0][0] <= changes + 2
 
     # -- lookups --------------------------------------------------------------------------
 

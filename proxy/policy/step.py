@@ -42,7 +42,7 @@ from proxy.policy.identity import (
     identity_headers,
     marker_value,
 )
-from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
+from proxy.policy.numbers import FlowHistory, ListSnapshot, NumberLists, NumberStore
 from proxy.policy.plan import NumberingPlan, Permission
 from proxy.policy.settings import PolicySettings, SourcePolicy
 
@@ -135,9 +135,11 @@ class CachedAllocation:
 
 
 # A remembered decision, one flat tuple of atoms (untracked by the garbage collector, as the
-# judgement memo's entries): 0 lo, 1 hi ([lo, hi): times it holds), 2 caller E.164,
-# 3 number status, 4 reject status (None: continue), 5 reject text, 6 rejecting rule id,
-# 7 n = number of rules fired, 8 .. 8+n their ids, then the audit row (`decision_row`).
+# judgement memo's entries): 0 lo, 1 hi ([lo, hi): times it holds), 2 the lists' change
+# counter it was decided under, 3 the E.164 numbers looked up in the lists (space-separated),
+# 4 caller E.164, 5 number status, 6 reject status (None: continue), 7 reject text,
+# 8 rejecting rule id, 9 n = number of rules fired, 10 .. 10+n their ids, then the audit row
+# (`decision_row`).
 _Remembered = tuple[object, ...]
 # (source name, method, From's URI, Privacy, marker value, *P-Asserted-Identity values)
 _RequestKey = tuple[object, ...]
@@ -150,8 +152,10 @@ class RequestMemo:
     A request without Diversion or History-Info is decided from: its method, From's URI (the
     display name and tag do not count), its P-Asserted-Identity values, its Privacy, the
     source's marker value, and the source (named: a reload builds a new step); with the
-    engine's stamp (data, day, lists: `JudgementMemo.generation`) and the time inside the
-    span over which each judged number's judgement holds (`evaluate`'s `held`). Only
+    engine's stamp (data, day, list snapshot: `JudgementMemo.generation`), the time inside
+    the span over which each judged number's judgement holds (`evaluate`'s `held`), and no
+    list change since it was made touching a row that covers one of its numbers
+    (`ListSnapshot.untouched_since`). Only
     decisions whose every number the judgement memo remembered are kept: never a `cond` row,
     whose verdict reads the callee and the flow history. The To header and the Call-ID only go
     into the audit row's time and call-id, which are per request. A property test plays
@@ -171,16 +175,30 @@ class RequestMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: _RequestKey, generation: int, now: float) -> _Remembered | None:
-        """The decision remembered for `key`, if it holds at `now` under `generation`."""
+    def get(
+        self, key: _RequestKey, generation: int, now: float, token: tuple[ListSnapshot, int]
+    ) -> _Remembered | None:
+        """The decision remembered for `key`, if it holds at `now` under `generation` and the
+        lists `token` names."""
         if self._stale(generation):
             self.misses += 1
             return None
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is None or not entry[0] <= now < entry[1]:  # type: ignore[operator]
             self.misses += 1
             return None
-        self._entries.move_to_end(key)
+        if entry[2] != token[1]:
+            since: int = entry[2]  # type: ignore[assignment]
+            looked_up: str = entry[3]  # type: ignore[assignment]
+            if not token[0].untouched_since(since, looked_up.split()):
+                del entries[key]
+                self.misses += 1
+                return None
+            # Still right under the new counter: stamped with it, so the next hit does not
+            # walk the change log again.
+            entry = entries[key] = (entry[0], entry[1], token[1], *entry[3:])
+        entries.move_to_end(key)
         self.hits += 1
         return entry
 
@@ -319,7 +337,7 @@ class PolicyStep:
             key = (origin.name, request.method, from_uri, headers.privacy, marker, *headers.pai)
             # evaluate() below is handed the token, so it cannot start a new generation.
             generation = memo.generation
-            remembered = self.requests.get(key, generation, now)
+            remembered = self.requests.get(key, generation, now, token)
             if remembered is not None:
                 return self._replay(remembered, request, source, assessment, now)
             held = [-_INFINITY, _INFINITY]
@@ -352,14 +370,15 @@ class PolicyStep:
         row = decision_row(identity, verdict, origin.name, source.customer, status)
         if self.audit is not None:
             self.audit.record_row(now, identity.call_id, row)
-        if key is not None and held is not None and held[0] <= now < held[1]:
+        if key is not None and held is not None and token is not None and held[0] <= now < held[1]:
             fired = [f.rule_id for f in verdict.firings]
+            looked_up = " ".join([j.number.e164 for j in verdict.judged if j.number.e164])
             self.requests.put(
                 key,
                 generation,
                 (
-                    held[0], held[1], verdict.caller_e164, verdict.number_status, status,
-                    text, rule_id, len(fired), *fired, *row,
+                    held[0], held[1], token[1], looked_up, verdict.caller_e164,
+                    verdict.number_status, status, text, rule_id, len(fired), *fired, *row,
                 ),
             )  # fmt: skip
         return decision
@@ -374,16 +393,16 @@ class PolicyStep:
     ) -> Decision:
         """What `decide` does with a remembered decision (`RequestMemo`)."""
         assessment.customer = source.customer
-        assessment.caller_e164 = remembered[2]  # type: ignore[assignment]
-        assessment.number_status = remembered[3]  # type: ignore[assignment]
+        assessment.caller_e164 = remembered[4]  # type: ignore[assignment]
+        assessment.number_status = remembered[5]  # type: ignore[assignment]
         assessment.gateway = source.gateway
         assessment.diverted_from = None
-        fired: int = remembered[7]  # type: ignore[assignment]
+        fired: int = remembered[9]  # type: ignore[assignment]
         if fired:
-            assessment.rules_fired.extend(remembered[8 : 8 + fired])  # type: ignore[arg-type]
+            assessment.rules_fired.extend(remembered[10 : 10 + fired])  # type: ignore[arg-type]
         if self.audit is not None:
-            self.audit.record_row(now, request.call_id, remembered[8 + fired :])
-        status = remembered[4]
+            self.audit.record_row(now, request.call_id, remembered[10 + fired :])
+        status = remembered[6]
         if status is None:
             # Nothing for the flow history: a remembered decision has no `cond` row.
             return _CONTINUE
@@ -391,8 +410,8 @@ class PolicyStep:
         return Reject(
             status=status,
             reason_phrase=reason_phrase(status, self.settings.reject_reason),
-            text=remembered[5],  # type: ignore[arg-type]
-            rule_id=remembered[6],  # type: ignore[arg-type]
+            text=remembered[7],  # type: ignore[arg-type]
+            rule_id=remembered[8],  # type: ignore[arg-type]
         )
 
     # -- shell side -----------------------------------------------------------------------

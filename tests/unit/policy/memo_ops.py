@@ -35,6 +35,8 @@ NUMBERS = [
     "+4930123456",  # foreign
 ]
 RANGES = ["+33162000000-+33162000099", "+33145000000-+33145000009"]
+# A number no request presents: changes to it must leave every remembered answer in use.
+UNASKED = "+33162000050"
 HOLDERS = ["callco", "other", "acme"]
 DESTINATIONS = ["sip:+33299000001@callee", "sip:+33299000002@callee", "sip:+33299000003@callee"]
 
@@ -123,13 +125,13 @@ def memo_ops(draw: st.DrawFn, shapes: bool = False) -> list[tuple[Any, ...]]:
             pool.append((*base[: which + 1], draw(fields[which]), *base[which + 2 :]))
         request = st.sampled_from(pool)
     holding = st.tuples(
-        st.just("hold"), st.sampled_from(HOLDERS), st.sampled_from([*callers, *RANGES])
+        st.just("hold"), st.sampled_from(HOLDERS), st.sampled_from([*callers, *RANGES, UNASKED])
     )
     delegation = st.tuples(
         st.just("delegate"),
         st.sampled_from(PRINCIPALS),
         st.sampled_from(["callco", "callco", "other"]),
-        st.sampled_from([*callers, *RANGES]),
+        st.sampled_from([*callers, *RANGES, UNASKED]),
         st.sampled_from(TIMES),
         st.sampled_from(TIMES),
     )

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from proxy.policy.numbers import (
     _MIGRATIONS,
+    _TOUCHED_KEPT,
     SCHEMA_VERSION,
+    Delegation,
     FlowHistory,
     ListSnapshot,
     NumberLists,
@@ -341,3 +343,30 @@ def test_level_probe_lookup_equals_full_walk(
         for probe in probes:
             number = f"+{33162 * 10 ** (width - 5) + probe}"
             assert snap._found(number) == (snap.holders(number), snap.delegations(number))
+
+
+def test_untouched_since_names_the_changes_that_cover_a_number() -> None:
+    snap = ListSnapshot()
+    snap.add_holding(1, "callco", NumberRange.parse("+33162000001"))
+    before = snap.changes
+    assert snap.untouched_since(before, ["+33162000001"])  # nothing since
+    # A shorter range the number sorts inside as text (another length: never covers it), and
+    # a range starting just after the number.
+    snap.add_holding(2, "other", NumberRange.parse("+3316200000-+3316200001"))
+    snap.add_delegation(
+        Delegation(3, "acme", "callco", NumberRange.parse("+33162000002-+33162000099"), 0, 1)
+    )
+    assert snap.untouched_since(before, ["+33162000001"])
+    assert not snap.untouched_since(before, ["+33162000050"])
+    assert not snap.untouched_since(before, ["+33162000001", "+3316200000"])
+    middle = snap.changes
+    snap.remove_holding(1, NumberRange.parse("+33162000001"))
+    assert not snap.untouched_since(before, ["+33162000001"])
+    assert snap.untouched_since(middle, ["+33162000050"])  # the delegation came before `middle`
+    # A counter older than the kept log cannot be vouched for, whatever changed.
+    for row in range(10, 10 + 2 * _TOUCHED_KEPT):
+        snap.add_holding(row, "other", NumberRange.parse("+33999000000"))
+    assert not snap.untouched_since(before, ["+33162000050"])
+    recent = snap.changes
+    snap.add_holding(99_999, "other", NumberRange.parse("+33999000000"))
+    assert snap.untouched_since(recent, ["+33162000050"])

@@ -152,6 +152,32 @@ def test_a_repeat_caller_is_served_whole_and_a_list_change_is_seen(tmp_path: Pat
     step.close()
 
 
+def test_a_change_to_other_numbers_keeps_the_remembered_decision(tmp_path: Path) -> None:
+    step, world = _single_step(tmp_path)
+    caller = "+33162000001"
+    step.decide(_call(caller, 1), ORIGIN, Assessment(), world.now)
+    assert step.memo is not None
+    generation = step.memo.generation
+    # Another customer's number, and a range that stops just short of the caller's.
+    world.snap.add_holding(7, "other", NumberRange.parse("+33162000002"))
+    world.snap.add_delegation(
+        Delegation(8, "acme", "callco", NumberRange.parse("+33162000002-+33162000099"), 0, 2e9)
+    )
+    assessment = Assessment()
+    assert step.decide(_call(caller, 2), ORIGIN, assessment, world.now) == Continue()
+    assert (step.requests.hits, step.requests.misses) == (1, 1)
+    assert assessment.number_status == "own"
+    assert step.memo.generation == generation  # nothing emptied
+    # Stamped with the new counter, it serves the next request too.
+    step.decide(_call(caller, 3), ORIGIN, Assessment(), world.now)
+    assert step.requests.hits == 2
+    # A range that covers the caller is seen at once.
+    world.snap.add_holding(9, "other", NumberRange.parse("+33162000000-+33162000009"))
+    step.decide(_call(caller, 4), ORIGIN, Assessment(), world.now)
+    assert (step.requests.hits, step.requests.misses) == (2, 2)
+    step.close()
+
+
 def test_a_delegation_ending_mid_day_ends_the_remembered_decision(tmp_path: Path) -> None:
     step, world = _single_step(tmp_path)
     noon = world.now
