@@ -15,9 +15,11 @@ Each INVITE is parsed and checked (`check_request`, which reads Via, From, To, C
 just before it is decided, untimed, as the proxy core does before its steps run: only `decide()` is
 timed, on a request as warm in memory as in the proxy (earlier versions parsed all 80,000 requests
 up front, so each was decided long after its parse, and the step paid for the From/To/Call-ID reads
-the core has already done). Allocation data is on when the shared ARCEP copy is present. Three runs
+the core has already done). Allocation data is on when the shared ARCEP copy is present. Four runs
 after a warm-up pass: callers never seen (normalisation and allocation lookups uncached), the warm-
-up's callers again, and the realistic mix (90 % repeat callers, 10 % new). Every run prints
+up's callers again, the realistic mix (90 % repeat callers, 10 % new), and the warm-up's callers
+again while another customer's list changes every `CHANGE_EVERY` requests (a change to numbers
+these callers do not present must not send them back to first sight). Every run prints
 p50/p99/p99.9/max over all samples, then p50/p99 over the samples during which no garbage
 collection ran, and how many did (the GC pauses are reported, not hidden: they are part of what a
 caller waits for). Each run also prints this thread's CPU time per request: on a shared machine the
@@ -34,13 +36,14 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.core.decision import Assessment, Origin, Reject
 from proxy.policy.allocation import AllocationStore
 from proxy.policy.audit import AuditLog
 from proxy.policy.engine import PolicyData
-from proxy.policy.numbers import FlowHistory, NumberLists, NumberStore
+from proxy.policy.numbers import FlowHistory, NumberLists, NumberRange, NumberStore
 from proxy.policy.plan import NumberingPlan
 from proxy.policy.settings import PolicySettings, SourcePolicy
 from proxy.policy.step import PolicyStep, _open_allocation
@@ -51,6 +54,8 @@ from proxy.sip.validate import check_request
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "fr-numbering"
 OWN = 900_000
 DELEGATED = 100_000
+# In the last run, another customer's list changes once every this many requests.
+CHANGE_EVERY = 100
 
 
 # The NPV roots (plan §3, ARCEP 2022-1583): the customer's own numbers, delegated ones, and
@@ -181,11 +186,16 @@ def _callers(rng: random.Random, count: int, own: list[str], delegated: list[str
 
 
 def _time(
-    step: PolicyStep, origin: Origin, callers: list[str], watch: _GcWatch
+    step: PolicyStep,
+    origin: Origin,
+    callers: list[str],
+    watch: _GcWatch,
+    between: Callable[[int], None] | None = None,
 ) -> tuple[list[float], list[float], list[bool], list[bool]]:
     """Per-request µs of the whole step (identity, rules, audit record): wall clock, this
     thread's CPU time, whether a GC ran during the request, and whether it was rejected. Each
-    request is parsed and checked just before it is decided, untimed, as in the proxy."""
+    request is parsed and checked just before it is decided, untimed, as in the proxy;
+    `between(i)`, untimed too, runs before request i."""
     wall: list[float] = []
     cpu: list[float] = []
     collected: list[bool] = []
@@ -193,6 +203,8 @@ def _time(
     clock = time.perf_counter_ns
     cpu_clock = time.thread_time_ns
     for i, caller in enumerate(callers):
+        if between is not None:
+            between(i)
         request = invite(caller, i)
         now = time.time()
         runs = watch.runs
@@ -305,6 +317,20 @@ def main(count: int = 20_000) -> None:
         _report("first sight (all new)", watch, *_time(step, origin, first, watch))
         _report("repeat callers", watch, *_time(step, origin, working, watch))
         _report("mix: 90 % repeat, 10 % new", watch, *_time(step, origin, mixed, watch))
+
+        def other_customer_edits(i: int) -> None:
+            # What a poll applies when another customer adds a number (one none of these
+            # callers presents): every CHANGE_EVERY requests, as the worker's snapshot sees it.
+            if i % CHANGE_EVERY == 0:
+                lists.snapshot.add_holding(
+                    10_000_000 + i, "othercustomer", NumberRange.parse(f"+33979{i:06d}")
+                )
+
+        _report(
+            f"repeat, lists change /{CHANGE_EVERY}",
+            watch,
+            *_time(step, origin, working, watch, other_customer_edits),
+        )
         # What a full collection costs now, with every cache of the step as full as the runs
         # left it: the objects it has to walk are the ones created since the freeze.
         young, middle, old = (len(gc.get_objects(g)) for g in (0, 1, 2))

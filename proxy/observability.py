@@ -137,7 +137,7 @@ class Metrics:
         self.policy_memo = Counter(
             "sipguard_policy_memo_total",
             "Policy decisions looked up in the worker's memory of repeat request shapes, by"
-            " outcome (hit: decided from memory; a list change empties it)",
+            " outcome (hit: decided from memory; a list change forgets the numbers it covers)",
             ["outcome"],
             registry=registry,
         )

@@ -261,8 +261,9 @@ class PolicyStep:
         self._allocation_dirty = False
         self._new_allocation: CachedAllocation | None = None
         # Per-number judgements of repeat callers (engine.JudgementMemo). It empties itself
-        # when `self.data` is replaced (new allocation data), the lists change or the day
-        # turns; a reload builds a new step, hence a new memo.
+        # when `self.data` is replaced (new allocation data), the lists are reloaded in full
+        # or the day turns, and forgets the numbers a list change covers; a reload builds a
+        # new step, hence a new memo.
         self.memo = JudgementMemo(memo_size) if memo_size > 0 else None
         # Whole decisions of repeat request shapes, stamped by the memo's generation (used
         # only with the memo).
