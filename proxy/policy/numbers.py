@@ -438,11 +438,18 @@ class ListSnapshot:
         so it is odd while one is in progress and differs once one has happened. Unlike
         `generation` (the store's changelog id, set by `NumberLists.poll()`), it also moves
         when the snapshot is edited directly. The engine's memos stamp their entries with it."""
-        # (change counter once done, first number, last number) of the rows the last changes
-        # added or removed, oldest first. Appended to by the thread that mutates and replaced
-        # (never cut in place) when trimmed, so a hot-path reader walking the list it read
-        # is never disturbed.
+        # What the last changes touched (`untouched_since`), as (change counter once done,
+        # first number, last number) of the rows they added or removed, oldest first; the
+        # same split for lookups: single numbers -> counter of their last change, ranges in
+        # order. A counter below `_reach` is older than what is kept. Written by the thread
+        # that mutates, in place or (trimming) by replacing each structure whole, so a
+        # hot-path reader is never disturbed. `logging_changes` is off while a full load
+        # builds a snapshot nobody reads yet.
         self._touched: list[tuple[int, str, str]] = []
+        self._touched_numbers: dict[str, int] = {}
+        self._touched_ranges: list[tuple[int, str, str]] = []
+        self._reach = 0
+        self.logging_changes = True
         self._held: dict[int, tuple[_Held, ...]] = {}
         self._holder_names: dict[str, str] = {}
         self._delegated: dict[int, tuple[Delegation, ...]] = {}
@@ -496,10 +503,28 @@ class ListSnapshot:
             self.changes += 1
 
     def _touch(self, rng: NumberRange) -> None:
-        touched = self._touched
-        touched.append((self.changes + 1, rng.start, rng.end))
-        if len(touched) >= 2 * _TOUCHED_KEPT:
-            self._touched = touched[-_TOUCHED_KEPT:]
+        if not self.logging_changes:
+            return
+        record = (self.changes + 1, rng.start, rng.end)
+        self._touched.append(record)
+        if rng.start == rng.end:
+            self._touched_numbers[rng.start] = record[0]
+        else:
+            self._touched_ranges.append(record)
+        if len(self._touched) >= 2 * _TOUCHED_KEPT:
+            kept = self._touched[-_TOUCHED_KEPT:]
+            # The bar goes up before the structures shrink: a reader that gets a trimmed
+            # structure reads the new bar after it (`untouched_since` reads the bar last).
+            self._reach = kept[0][0] - 2
+            self._touched_numbers = {first: done for done, first, last in kept if first == last}
+            self._touched_ranges = [r for r in kept if r[1] != r[2]]
+            self._touched = kept
+
+    def start_logging_changes(self) -> None:
+        """Log changes from now on (`untouched_since` vouches for nothing older)."""
+        self._touched, self._touched_numbers, self._touched_ranges = [], {}, []
+        self._reach = self.changes
+        self.logging_changes = True
 
     def untouched_since(self, changes: int, numbers: Sequence[str]) -> bool:
         """Whether no change made after the counter stood at `changes` (even) added or removed
@@ -508,19 +533,25 @@ class ListSnapshot:
 
         `match` reads only the rows covering the number asked for, so an answer stays right
         across any change to other rows (a property test plays list changes on numbers
-        asked for and not through the memos).
+        asked for and not through the memos). One dictionary lookup per number, plus a walk
+        over the ranges changed since: a worker whose entries are rarely revisited while the
+        lists change often does not walk every single-number change each time.
         """
-        touched = self._touched
-        for i in range(len(touched) - 1, -1, -1):
-            done, first, last = touched[i]
+        by_number = self._touched_numbers
+        ranges = self._touched_ranges
+        if changes < self._reach:
+            return False
+        for number in numbers:
+            if by_number.get(number, -1) > changes:
+                return False
+        for i in range(len(ranges) - 1, -1, -1):
+            done, first, last = ranges[i]
             if done <= changes:
-                return True
+                break
             for number in numbers:
                 if len(number) == len(first) and first <= number <= last:
                     return False
-        # Every change counts twice (once started, once done): the log covers every change
-        # after `changes` only if its oldest record is the very next one.
-        return bool(touched) and touched[0][0] <= changes + 2
+        return True
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -1347,6 +1378,7 @@ class NumberLists:
 
     def _full_load(self) -> ListSnapshot:
         snap = ListSnapshot(self.zone)
+        snap.logging_changes = False  # a new snapshot empties the memos anyway
         self._conn.execute("BEGIN")
         try:
             snap.generation = self._generation()
@@ -1363,6 +1395,7 @@ class NumberLists:
                 )
         finally:
             self._conn.execute("COMMIT")
+        snap.start_logging_changes()
         return snap
 
     def poll(self) -> bool:

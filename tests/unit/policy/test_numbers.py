@@ -370,3 +370,29 @@ def test_untouched_since_names_the_changes_that_cover_a_number() -> None:
     recent = snap.changes
     snap.add_holding(99_999, "other", NumberRange.parse("+33999000000"))
     assert snap.untouched_since(recent, ["+33162000050"])
+
+
+def test_untouched_since_vouches_exactly_as_far_back_as_it_keeps() -> None:
+    snap = ListSnapshot()
+    for row in range(1, 2 * _TOUCHED_KEPT + 1):  # change k is done at counter 2k
+        snap.add_holding(row, "other", NumberRange.parse("+33999000000"))
+    # The log was cut to the last _TOUCHED_KEPT changes: the oldest kept is change
+    # _TOUCHED_KEPT + 1, so a stamp taken just before it is the oldest one it can vouch for.
+    assert snap.untouched_since(2 * _TOUCHED_KEPT, ["+33162000001"])
+    assert not snap.untouched_since(2 * _TOUCHED_KEPT - 2, ["+33162000001"])
+    assert not snap.untouched_since(2 * _TOUCHED_KEPT, ["+33999000000"])
+
+
+def test_a_fully_loaded_snapshot_logs_only_later_changes(tmp_path: Path) -> None:
+    store = NumberStore(tmp_path / "lists.sqlite3")
+    store.add_holding("callco", NumberRange.parse("+33162000001"))
+    lists = NumberLists(tmp_path / "lists.sqlite3")
+    snap = lists.snapshot
+    loaded = snap.changes
+    assert loaded > 0 and snap.untouched_since(loaded, ["+33162000001"])
+    assert not snap.untouched_since(loaded - 2, ["+33299000000"])  # before the log began
+    snap.add_holding(99, "other", NumberRange.parse("+33162000002"))
+    assert snap.untouched_since(loaded, ["+33162000001"])
+    assert not snap.untouched_since(loaded, ["+33162000002"])
+    lists.close()
+    store.close()
