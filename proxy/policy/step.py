@@ -151,15 +151,15 @@ class RequestMemo:
 
     A request without Diversion or History-Info is decided from: its method, From's URI (the
     display name and tag do not count), its P-Asserted-Identity values, its Privacy, the
-    source's marker value, and the source (named: a reload builds a new step); with the
-    engine's stamp (data, day, list snapshot: `JudgementMemo.generation`), the time inside
-    the span over which each judged number's judgement holds (`evaluate`'s `held`), and no
-    list change since it was made touching a row that covers one of its numbers
-    (`ListSnapshot.untouched_since`). Only
-    decisions whose every number the judgement memo remembered are kept: never a `cond` row,
-    whose verdict reads the callee and the flow history. The To header and the Call-ID only go
-    into the audit row's time and call-id, which are per request. A property test plays
-    random requests, list changes and clock moves through a step with and without it.
+    source's marker value, and the source (named: a reload builds a new step); with the engine's
+    stamp (data, day, list snapshot: `JudgementMemo.generation`), the time inside the span over
+    which each judged number's judgement holds (`evaluate`'s `held`), and no list change since
+    it was made touching a row that covers one of its numbers (`ListSnapshot.untouched_since`).
+    Only decisions whose every number's judgement may be reused (`engine._rememberable`) are
+    kept: never a `cond` row, whose verdict reads the callee and the flow history. The To header
+    and the Call-ID only go into the audit row's time and call-id, which are per request. A
+    property test plays random requests, list changes and clock moves through a step with and
+    without it.
     """
 
     __slots__ = ("_entries", "_generation", "hits", "maxsize", "misses")
@@ -195,8 +195,8 @@ class RequestMemo:
                 del entries[key]
                 self.misses += 1
                 return None
-            # Still right under the new counter: stamped with it, so the next hit does not
-            # walk the change log again.
+            # Still right under the new counter: stamped with it, so the next hit skips the
+            # check.
             entry = entries[key] = (entry[0], entry[1], token[1], *entry[3:])
         entries.move_to_end(key)
         self.hits += 1
