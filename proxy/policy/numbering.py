@@ -539,7 +539,8 @@ def number_from_uri(uri: Uri | str) -> CallerNumber:
             text = text.partition("<")[2].partition(">")[0]
         if ":" not in text:
             return _from_text(raw, text)
-        return _parse_uri_text(raw, text)
+        fast = _fast_sip(raw, text)  # `_parse_uri_text`, one call shorter on the usual path
+        return fast if fast is not None else _parse_uri_text_general(raw, text)
     raw = str(uri)
     # Duck-typed on proxy.sip.uri's SipUri / TelUri / AbsoluteUri so this module does not need the
     # SIP package at import time.

@@ -350,8 +350,9 @@ class PolicyStep:
         assessment.number_status = verdict.number_status
         assessment.gateway = source.gateway
         assessment.diverted_from = verdict.diverted_from
-        if verdict.firings:
-            assessment.rules_fired.extend([f.rule_id for f in verdict.firings])
+        fired = [f.rule_id for f in verdict.firings] if verdict.firings else []
+        if fired:
+            assessment.rules_fired.extend(fired)
 
         status: int | None = None
         decision: Decision = _CONTINUE
@@ -366,13 +367,13 @@ class PolicyStep:
                 text=text,
                 rule_id=rule_id,
             )
-        elif self.history is not None:
+        elif self.history is not None and not (held is not None and held[0] <= now < held[1]):
+            # A verdict the request memo may keep has no `cond` row: nothing to observe.
             _observe(self.history, verdict, identity, now)
         row = decision_row(identity, verdict, origin.name, source.customer, status)
         if self.audit is not None:
             self.audit.record_row(now, identity.call_id, row)
         if key is not None and held is not None and token is not None and held[0] <= now < held[1]:
-            fired = [f.rule_id for f in verdict.firings]
             looked_up = " ".join([j.number.e164 for j in verdict.judged if j.number.e164])
             self.requests.put(
                 key,
