@@ -344,6 +344,9 @@ class PolicyStep:
             held = [-_INFINITY, _INFINITY]
         identity = identity_from_headers(request, headers, source, marker, from_uri)
         verdict = evaluate(identity, source, data, now, memo, held, token=token, day=day)
+        # Every judged number may be reused over a span that holds now: the decision is kept
+        # whole (`RequestMemo`), and it has no `cond` row.
+        keep = held is not None and held[0] <= now < held[1]
 
         assessment.customer = source.customer
         assessment.caller_e164 = verdict.caller_e164
@@ -367,13 +370,12 @@ class PolicyStep:
                 text=text,
                 rule_id=rule_id,
             )
-        elif self.history is not None and not (held is not None and held[0] <= now < held[1]):
-            # A verdict the request memo may keep has no `cond` row: nothing to observe.
+        elif self.history is not None and not keep:  # a kept verdict has nothing to observe
             _observe(self.history, verdict, identity, now)
         row = decision_row(identity, verdict, origin.name, source.customer, status)
         if self.audit is not None:
             self.audit.record_row(now, identity.call_id, row)
-        if key is not None and held is not None and token is not None and held[0] <= now < held[1]:
+        if keep and key is not None and held is not None and token is not None:
             looked_up = " ".join([j.number.e164 for j in verdict.judged if j.number.e164])
             self.requests.put(
                 key,
